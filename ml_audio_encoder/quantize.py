@@ -1,0 +1,220 @@
+"""Residual vector quantization with factorized, L2-normalised codes (Improved RVQGAN, section 3.2).
+
+Two changes over plain VQ-VAE codebooks keep every code in use without k-means init or EMA updates:
+* *factorized codes*: the latent is projected to a small ``codebook_dim`` (8) before the nearest-code search and
+  projected back afterwards, so the search happens in a space a 1024-entry codebook can actually cover;
+* *L2-normalised search*: distances are computed between unit vectors (cosine similarity), which removes the
+  magnitude mismatch that leaves codes dead.
+
+Quantizer dropout trains one model for many bitrates: part of each batch is quantized with a random smaller number
+of levels, so decoding any prefix of the codes gives usable audio.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from .layers import WNConv1d, register
+
+
+def _l2_normalize(x, axis=-1, eps=1e-12):
+    return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True)), eps)
+
+
+@register
+class VectorQuantize(keras.layers.Layer):
+    """One RVQ level: in-projection, nearest-code search, straight-through estimator, out-projection.
+
+    ``call`` returns ``(z_q, commitment_loss, codebook_loss, codes, z_e)`` with per-example losses of shape ``(B,)``
+    so the residual quantizer can mask them per example under quantizer dropout.
+    """
+
+    def __init__(self, input_dim, codebook_size, codebook_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.input_dim = int(input_dim)
+        self.codebook_size = int(codebook_size)
+        self.codebook_dim = int(codebook_dim)
+        self.in_proj = WNConv1d(self.codebook_dim, 1)
+        self.out_proj = WNConv1d(self.input_dim, 1)
+
+    def build(self, input_shape):
+        # nn.Embedding's N(0, 1) init; only the direction matters for the search, the scale for the decoder.
+        self.codebook = self.add_weight(
+            name="codebook",
+            shape=(self.codebook_size, self.codebook_dim),
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+        )
+        self.in_proj.build(input_shape)
+        self.out_proj.build(tuple(input_shape[:-1]) + (self.codebook_dim,))
+
+    def call(self, z):
+        z_e = self.in_proj(z)
+        codes = self.nearest_codes(z_e)
+        z_q = self.embed_codes(codes, z_e.dtype)
+
+        # Stop-gradients on opposite sides: commitment pulls the encoder to the codes, codebook pulls codes to the
+        # encoder output.
+        commitment_loss = ops.mean(ops.square(z_e - ops.stop_gradient(z_q)), axis=(1, 2))
+        codebook_loss = ops.mean(ops.square(z_q - ops.stop_gradient(z_e)), axis=(1, 2))
+
+        # Straight-through estimator: forward uses the code, backward passes the gradient to z_e unchanged.
+        z_q = z_e + ops.stop_gradient(z_q - z_e)
+        return self.out_proj(z_q), commitment_loss, codebook_loss, codes, z_e
+
+    def nearest_codes(self, z_e):
+        """Index of the closest code by cosine similarity for each frame of ``z_e`` ``(B, T, d)``."""
+        enc = _l2_normalize(z_e)
+        book = _l2_normalize(ops.cast(self.codebook, z_e.dtype))
+        # For unit vectors argmin ‖e - c‖² == argmax e·c; the matmul is the only O(T·K·d) work.
+        scores = ops.einsum("btd,kd->btk", enc, book)
+        return ops.cast(ops.argmax(scores, axis=-1), "int32")
+
+    def embed_codes(self, codes, dtype="float32"):
+        """Codebook vectors (un-normalised, as DAC) for integer ``codes`` ``(B, T)`` -> ``(B, T, d)``."""
+        return ops.take(ops.cast(self.codebook, dtype), codes, axis=0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            input_dim=self.input_dim, codebook_size=self.codebook_size, codebook_dim=self.codebook_dim
+        )
+        return config
+
+
+@register
+class ResidualVectorQuantize(keras.layers.Layer):
+    """A stack of :class:`VectorQuantize` levels, each coding the residual left by the previous ones.
+
+    ``call(z, n_quantizers=None, training=False)`` returns ``(z_q, codes, latents, commitment_loss, codebook_loss)``
+    with ``codes`` int32 ``(B, n_q, T)`` (DAC's layout) and ``latents`` the concatenated projected latents
+    ``(B, T, n_q · codebook_dim)``.
+    """
+
+    def __init__(
+        self,
+        input_dim=512,
+        n_codebooks=9,
+        codebook_size=1024,
+        codebook_dim=8,
+        quantizer_dropout=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(codebook_dim, int):
+            codebook_dim = [codebook_dim] * n_codebooks
+        codebook_dim = [int(d) for d in codebook_dim]
+        if len(codebook_dim) != n_codebooks:
+            raise ValueError(f"codebook_dim has {len(codebook_dim)} entries for {n_codebooks} codebooks")
+        if not 0.0 <= quantizer_dropout <= 1.0:
+            raise ValueError("quantizer_dropout is a fraction of the batch, in [0, 1]")
+        self.input_dim = int(input_dim)
+        self.n_codebooks = int(n_codebooks)
+        self.codebook_size = int(codebook_size)
+        self.codebook_dim = codebook_dim
+        self.quantizer_dropout = float(quantizer_dropout)
+        self.seed = seed
+        self.quantizers = [
+            VectorQuantize(self.input_dim, self.codebook_size, d, name=f"vq_{i}") for i, d in enumerate(codebook_dim)
+        ]
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        for q in self.quantizers:
+            q.build(input_shape)
+
+    def _levels(self, n_quantizers):
+        if n_quantizers is None:
+            return self.n_codebooks
+        n = int(n_quantizers)
+        if not 1 <= n <= self.n_codebooks:
+            raise ValueError(f"n_quantizers must be in 1..{self.n_codebooks}, got {n_quantizers}")
+        return n
+
+    def _training_depths(self, batch_size):
+        """Per-example number of active levels under quantizer dropout (DAC's scheme).
+
+        The first ``quantizer_dropout · B`` examples use a random depth in ``1..n_codebooks``; the rest use all
+        levels. Only those first examples see the bitrates the model will be asked for at inference.
+        """
+        full = ops.full((batch_size,), self.n_codebooks + 1, dtype="int32")
+        if self.quantizer_dropout <= 0.0:
+            return full
+        random_depth = keras.random.randint(
+            (batch_size,), 1, self.n_codebooks + 1, dtype="int32", seed=self.seed_generator
+        )
+        n_dropout = int(batch_size * self.quantizer_dropout)
+        return ops.where(ops.arange(batch_size) < n_dropout, random_depth, full)
+
+    def call(self, z, n_quantizers=None, training=False):
+        if training:
+            batch_size = z.shape[0]
+            if batch_size is None:
+                raise ValueError("training needs a static batch size (use drop_remainder=True)")
+            depths = self._training_depths(batch_size)
+            levels = self.n_codebooks
+        else:
+            depths = None
+            levels = self._levels(n_quantizers)
+
+        z_q = ops.zeros_like(z)
+        residual = z
+        commitment_loss = ops.zeros((), dtype=z.dtype)
+        codebook_loss = ops.zeros((), dtype=z.dtype)
+        codes, latents = [], []
+        for i in range(levels):
+            z_q_i, commit_i, book_i, codes_i, z_e_i = self.quantizers[i](residual)
+            if depths is not None:
+                mask = ops.cast(depths > i, z.dtype)
+                z_q = z_q + z_q_i * mask[:, None, None]
+                commit_i, book_i = commit_i * mask, book_i * mask
+            else:
+                z_q = z_q + z_q_i
+            residual = residual - z_q_i
+            commitment_loss = commitment_loss + ops.mean(commit_i)
+            codebook_loss = codebook_loss + ops.mean(book_i)
+            codes.append(codes_i)
+            latents.append(z_e_i)
+        return z_q, ops.stack(codes, axis=1), ops.concatenate(latents, axis=-1), commitment_loss, codebook_loss
+
+    def from_codes(self, codes):
+        """Rebuild ``(z_q, latents, codes)`` from integer codes ``(B, n_q, T)`` (any ``n_q <= n_codebooks``)."""
+        n_q = codes.shape[1]
+        self._levels(n_q)
+        z_q, latents = None, []
+        for i in range(n_q):
+            z_p = self.quantizers[i].embed_codes(codes[:, i, :])
+            latents.append(z_p)
+            z_q_i = self.quantizers[i].out_proj(z_p)
+            z_q = z_q_i if z_q is None else z_q + z_q_i
+        return z_q, ops.concatenate(latents, axis=-1), codes
+
+    def from_latents(self, latents):
+        """Quantize projected latents ``(B, T, sum(codebook_dim[:n]))`` -> ``(z_q, latents, codes)``."""
+        bounds = [0]
+        for d in self.codebook_dim:
+            bounds.append(bounds[-1] + d)
+        n_q = max(i for i, b in enumerate(bounds) if b <= latents.shape[-1])
+        z_q, z_ps, codes = None, [], []
+        for i in range(n_q):
+            z_e = latents[..., bounds[i] : bounds[i + 1]]
+            c = self.quantizers[i].nearest_codes(z_e)
+            z_p = self.quantizers[i].embed_codes(c, latents.dtype)
+            z_q_i = self.quantizers[i].out_proj(z_p)
+            z_q = z_q_i if z_q is None else z_q + z_q_i
+            z_ps.append(z_p)
+            codes.append(c)
+        return z_q, ops.concatenate(z_ps, axis=-1), ops.stack(codes, axis=1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            input_dim=self.input_dim,
+            n_codebooks=self.n_codebooks,
+            codebook_size=self.codebook_size,
+            codebook_dim=self.codebook_dim,
+            quantizer_dropout=self.quantizer_dropout,
+            seed=self.seed,
+        )
+        return config
