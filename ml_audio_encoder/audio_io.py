@@ -90,6 +90,21 @@ def check_finite(block: np.ndarray, name: str = "audio") -> np.ndarray:
     return block
 
 
+def _check_riff_size(path, name: str) -> None:
+    """libsndfile silently shortens a truncated WAV to the bytes present; the RIFF size field still tells."""
+    if not isinstance(path, (str, os.PathLike)):
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+    if len(head) == 12 and head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        riff_size = int.from_bytes(head[4:8], "little")
+        # 0 and 0xFFFFFFFF are what streaming writers leave when they cannot seek back: size unknown, not wrong.
+        if riff_size not in (0, 0xFFFFFFFF) and riff_size + 8 > os.path.getsize(path):
+            raise AudioInputError(
+                f"{name}: truncated WAV file ({os.path.getsize(path)} bytes, header announces {riff_size + 8})"
+            )
+
+
 def iter_blocks(path, block_frames: int = DEFAULT_BLOCK) -> Iterator[np.ndarray]:
     """Yield ``(channels, n)`` float32 blocks of ``path`` in order; only one block is in memory at a time.
 
@@ -105,6 +120,8 @@ def iter_blocks(path, block_frames: int = DEFAULT_BLOCK) -> Iterator[np.ndarray]
         return
     total = 0
     with handle:
+        _check_riff_size(path, name)
+        announced, fuzzy = handle.frames, str(handle.format).startswith("MPEG")
         while True:
             try:
                 block = handle.read(block_frames, dtype="float32", always_2d=True)
@@ -116,6 +133,9 @@ def iter_blocks(path, block_frames: int = DEFAULT_BLOCK) -> Iterator[np.ndarray]
             yield check_finite(np.ascontiguousarray(block.T), name)
     if total == 0:
         raise AudioInputError(f"{name}: file holds no audio samples")
+    # MP3 lengths in the header are estimates, so only a large shortfall means truncation there.
+    if total < (0.98 * announced if fuzzy else announced):
+        raise AudioInputError(f"{name}: truncated audio (header announces {announced} samples, {total} readable)")
 
 
 def iter_array_blocks(audio: np.ndarray, block_frames: int = DEFAULT_BLOCK) -> Iterator[np.ndarray]:

@@ -26,7 +26,7 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Iterable, Sequence
 
 import keras
@@ -300,8 +300,9 @@ def assign_splits(records: Sequence, dev_fraction: float = 0.1, dev_speakers_per
     * Records are grouped: by ``speaker`` when known (all clips of a speaker fall on one side), else by ``group``
       (e.g. a drum kit folder) when the record has one, else by ``path``.
     * Speakers with a gender label: within each (gender, full_band) class that has at least two speakers, the
-      ``dev_speakers_per_class`` speakers with the lowest hash go to dev, the others to train. So dev and train both
-      hold speech of both genders wherever the labels allow, and no speaker is on both sides.
+      ``dev_speakers_per_class`` speakers with the lowest hash among the smaller half of the class (by total
+      ``duration_s``, when known) go to dev, the others to train. So dev and train both hold speech of both genders
+      wherever the labels allow, dev stays small, and no speaker is on both sides.
     * Every other group goes to dev when ``stable_hash(group) < dev_fraction``.
     ``path`` should be stable (relative to the data folder), so that the split does not depend on where data lives.
     """
@@ -312,9 +313,12 @@ def assign_splits(records: Sequence, dev_fraction: float = 0.1, dev_speakers_per
         keys.append(("spk:" + spk) if spk else ("grp:" + grp) if grp else ("path:" + str(_get(r, "path"))))
     # speaker -> (gender, full_band) by majority over its clips
     votes: dict[str, dict] = {}
+    minutes: dict[str, float] = {}
     for r, k in zip(records, keys):
         if not k.startswith("spk:"):
             continue
+        dur = _parse_float(_get(r, "duration_s", ""), 0.0)
+        minutes[k] = minutes.get(k, 0.0) + (dur if math.isfinite(dur) else 0.0)
         g = _norm_gender(_get(r, "gender", ""))
         fb = _get(r, "full_band", True)
         fb = _parse_bool(fb, True) if not isinstance(fb, bool) else fb
@@ -327,11 +331,15 @@ def assign_splits(records: Sequence, dev_fraction: float = 0.1, dev_speakers_per
             classes.setdefault(c, []).append(k)
     decided: dict[str, str] = {}
     for c, spks in classes.items():
-        ranked = sorted(spks, key=lambda s: (stable_hash(s, salt), s))
-        n_dev = dev_speakers_per_class if len(ranked) >= 2 else 0
-        n_dev = min(n_dev, len(ranked) - 1)
-        for i, s in enumerate(ranked):
-            decided[s] = "dev" if i < n_dev else "train"
+        if len(spks) < 2:
+            decided.update({s: "train" for s in spks})
+            continue
+        by_size = sorted(spks, key=lambda s: (minutes.get(s, 0.0), s))
+        n_dev = min(dev_speakers_per_class, len(spks) - 1)
+        pool = by_size[:max(n_dev, (len(spks) + 1) // 2)]
+        chosen = set(sorted(pool, key=lambda s: (stable_hash(s, salt), s))[:n_dev])
+        for s in spks:
+            decided[s] = "dev" if s in chosen else "train"
     out = []
     for k in keys:
         if k not in decided:
@@ -822,10 +830,14 @@ class _ArrayDataset(keras.utils.PyDataset):
 def build_validation_set(items, sample_rate: int, excerpt_samples: int, n_per_domain: int = 16, seed: int = 0,
                          split: str | Sequence[str] | None = "dev", domains: Sequence[str] | None = None,
                          target_lufs: float | None = -24.0, silence_lufs: float = -40.0,
-                         cache: AudioCache | bool | None = None, max_tries: int = 16) -> ValidationSet:
+                         cache: AudioCache | None = None, max_tries: int = 16) -> ValidationSet:
     """Deterministic excerpts from the dev split: ``n_per_domain`` per domain, files chosen round-robin over sources
     (sorted) and, inside a source, by a seeded draw; positions seeded; silent excerpts re-drawn; no polarity flip.
-    The same inputs always give the same array (independent of threads, caches, or item order)."""
+    The same inputs always give the same array (independent of item order). Files are decoded whole at
+    ``sample_rate`` into ``cache`` (default: a new float32 :class:`AudioCache`; an int16 cache gives the same
+    excerpts up to 1 LSB)."""
+    if cache is None:
+        cache = AudioCache(sample_rate, dtype="float32")
     if not (isinstance(items, (list, tuple)) and items and all(isinstance(i, AudioItem) for i in items)):
         items = load_items(items, split=split, domains=domains)
     else:
@@ -834,7 +846,7 @@ def build_validation_set(items, sample_rate: int, excerpt_samples: int, n_per_do
         raise ValueError("no items for the validation set")
     items = sorted(items, key=lambda it: it.path)
     sampler = ExcerptSampler(items, sample_rate, excerpt_samples, target_lufs=target_lufs, silence_lufs=silence_lufs,
-                             polarity_flip=0.0, weighting="file", cache=cache if cache is not None else False,
+                             polarity_flip=0.0, weighting="file", cache=cache,
                              max_tries=max_tries)
     rows, doms, paths, starts, spks, gens = [], [], [], [], [], []
     for d_i, dom in enumerate(sampler.domains):
@@ -912,6 +924,3 @@ def as_tf_dataset(dataset: AudioDataset, steps: int | None = None, start: int = 
     ds = idx.map(_map, num_parallel_calls=num_parallel_calls or auto, deterministic=deterministic)
     return ds.prefetch(prefetch or auto)
 
-
-def _fields() -> tuple[str, ...]:  # pragma: no cover - documentation helper
-    return tuple(f.name for f in fields(AudioItem))

@@ -56,7 +56,12 @@ def _scaled(width, scale, multiple=1):
 
 
 class _TorchUniform(keras.initializers.Initializer):
-    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default Conv init (kaiming_uniform with a=sqrt(5))."""
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default Conv init (kaiming_uniform with a=sqrt(5)).
+
+    The values are drawn with numpy from a seed taken from Keras' global RNG (so ``keras.utils.set_random_seed``
+    makes them reproducible): drawing per-shape with ``keras.random`` costs one XLA compilation per distinct shape
+    under JAX, which made building the full discriminator take ~20 s on CPU.
+    """
 
     def __init__(self, fan_in, seed=None):
         self.fan_in = int(fan_in)
@@ -64,10 +69,31 @@ class _TorchUniform(keras.initializers.Initializer):
 
     def __call__(self, shape, dtype=None):
         bound = 1.0 / math.sqrt(max(1, self.fan_in))
-        return keras.random.uniform(shape, -bound, bound, dtype=dtype, seed=self.seed)
+        dtype = dtype or "float32"
+        try:
+            seed = int(ops.convert_to_numpy(keras.random.randint((), 0, 2**31 - 1, seed=self.seed)))
+        except Exception:  # symbolic / traced context: fall back to keras.random
+            return keras.random.uniform(shape, -bound, bound, dtype=dtype, seed=self.seed)
+        values = np.random.default_rng(seed).uniform(-bound, bound, size=shape)
+        return ops.convert_to_tensor(values.astype(keras.backend.standardize_dtype(dtype)))
 
     def get_config(self):
         return {"fan_in": self.fan_in, "seed": self.seed}
+
+
+def _norm_init(variable):
+    """Initializer returning the per-output-channel norm of ``variable`` (so ``g = ||v||`` at init)."""
+
+    def init(shape, dtype=None):
+        try:
+            v = ops.convert_to_numpy(variable)
+            return ops.convert_to_tensor(
+                np.sqrt(np.sum(np.square(v.astype(np.float64)), axis=tuple(range(v.ndim - 1)))).astype(
+                    keras.backend.standardize_dtype(dtype or "float32")))
+        except Exception:  # symbolic / traced context
+            return ops.cast(WNConv2d._v_norm(variable), dtype or "float32")
+
+    return init
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
@@ -109,8 +135,7 @@ class WNConv2d(keras.layers.Layer):
                                         initializer=init)
         # g = ||v|| at initialisation; the initializer reads v, which is always created (and initialised) first.
         self.weight_g = self.add_weight(name="weight_g", shape=(self.filters,),
-                                        initializer=lambda shape, dtype=None: ops.cast(
-                                            self._v_norm(self.weight_v), dtype or "float32"))
+                                        initializer=_norm_init(self.weight_v))
         if self.use_bias:
             self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=init)
         else:
@@ -154,6 +179,15 @@ class WNConv2d(keras.layers.Layer):
         return config
 
 
+def _build_chain(convs, in_channels):
+    """Build a chain of WNConv2d layers from channel counts alone (weights do not depend on spatial sizes)."""
+    for conv in convs:
+        if not conv.built:
+            conv.build((None, None, None, in_channels))
+        in_channels = conv.filters
+    return in_channels
+
+
 def preprocess_audio(audio):
     """DAC's discriminator input normalisation: remove DC, then peak-normalise each item to 0.8.
 
@@ -183,6 +217,10 @@ class PeriodDiscriminator(keras.layers.Layer):
             for i, c in enumerate(self.channels)
         ]
         self.conv_post = WNConv2d(1, (3, 1), padding=(1, 0), name="conv_post")
+
+    def build(self, input_shape=None):
+        _build_chain(self.convs + [self.conv_post], 1)
+        self.built = True
 
     def call(self, audio):
         x = ops.convert_to_tensor(audio)
@@ -216,6 +254,11 @@ class MultiPeriodDiscriminator(keras.layers.Layer):
         self.periods = tuple(int(p) for p in periods)
         self.channels = tuple(int(c) for c in channels)
         self.discriminators = [PeriodDiscriminator(p, self.channels, name=f"mpd_{p}") for p in self.periods]
+
+    def build(self, input_shape=None):
+        for d in self.discriminators:
+            d.build(input_shape)
+        self.built = True
 
     def call(self, audio):
         return [d(audio) for d in self.discriminators]
@@ -264,6 +307,12 @@ class BandDiscriminator(keras.layers.Layer):
         self.band_convs = [stack(b) for b in range(len(self.bands))]
         self.conv_post = WNConv2d(1, (3, 3), padding=(1, 1), name="conv_post")
 
+    def build(self, input_shape=None):
+        for stack in self.band_convs:
+            _build_chain(stack, 2)
+        _build_chain([self.conv_post], self.channels)
+        self.built = True
+
     def spectrogram(self, audio):
         """``(B, T, 1)`` -> list of band tensors ``(B, frames, band_bins, 2)``."""
         real, imag = stft(audio, self.window_length, self.hop_length,
@@ -303,6 +352,11 @@ class MultiBandSTFTDiscriminator(keras.layers.Layer):
         self.channels = int(channels)
         self.discriminators = [BandDiscriminator(w, self.hop_factor, self.bands, self.channels, name=f"mrd_{w}")
                                for w in self.window_lengths]
+
+    def build(self, input_shape=None):
+        for d in self.discriminators:
+            d.build(input_shape)
+        self.built = True
 
     def call(self, audio):
         return [d(audio) for d in self.discriminators]
@@ -355,6 +409,10 @@ class ScaleDiscriminator(keras.layers.Layer):
         ]
         self.conv_post = WNConv2d(1, (3, 1), padding=(1, 0), name="conv_post")
         self._taps = _lowpass_taps(self.rate) if self.rate > 1 else None
+
+    def build(self, input_shape=None):
+        _build_chain(self.convs + [self.conv_post], 1)
+        self.built = True
 
     def call(self, audio):
         x = ops.convert_to_tensor(audio)
@@ -416,6 +474,13 @@ class Discriminator(keras.Model):
             + [ScaleDiscriminator(r, self.sample_rate, msd_ch, name=f"msd_{r}") for r in self.rates]
             + [BandDiscriminator(f, self.hop_factor, self.bands, mrd_ch, name=f"mrd_{f}") for f in self.fft_sizes]
         )
+
+    def build(self, input_shape=None):
+        # Weights depend on channel counts only, so everything can be built without running a forward pass
+        # (needed before JAX stateless training and before loading weights). ``input_shape`` is not used.
+        for d in self.discriminators:
+            d.build(input_shape)
+        self.built = True
 
     def preprocess(self, audio):
         return preprocess_audio(audio)

@@ -10,7 +10,6 @@ Audio arguments are numpy arrays: 1-D mono, or channels-last `(samples, channels
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,9 +46,10 @@ def kbps(n_bytes: int | float, duration_s: float) -> float:
     return float(n_bytes) * 8.0 / float(duration_s) / 1000.0
 
 
-def codes_payload_bytes(n_frames: int, n_q: int, codebook_size: int) -> int:
-    """Bytes of the bit-packed codes alone: n_q * frames * ceil(log2(codebook_size)) bits, rounded up to bytes."""
-    bits = int(n_frames) * int(n_q) * int(math.ceil(math.log2(codebook_size)))
+def codes_payload_bytes(n_frames: int, n_q: int, codebook_size: int, channels: int = 1) -> int:
+    """Bytes of the bit-packed codes alone: channels * n_q * frames * ceil(log2(K)) bits, rounded up to bytes."""
+    bits_per_code = max(1, (int(codebook_size) - 1).bit_length())
+    bits = int(channels) * int(n_frames) * int(n_q) * bits_per_code
     return (bits + 7) // 8
 
 
@@ -67,13 +67,13 @@ def to_mono(x: np.ndarray) -> np.ndarray:
 
 
 def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Resample 1-D audio (soxr high quality via librosa); a no-op when the rates match."""
+    """Resample along the last axis with the codec's own resampler (`audio_io.resample`, polyphase)."""
     x = np.asarray(x, dtype=np.float32)
     if int(orig_sr) == int(target_sr):
         return x
-    import librosa
+    from ml_audio_encoder.audio_io import resample as _resample
 
-    return librosa.resample(x, orig_sr=int(orig_sr), target_sr=int(target_sr), res_type="soxr_hq").astype(np.float32)
+    return _resample(x, int(orig_sr), int(target_sr))
 
 
 def match_length(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,222 @@
+"""The ``mlae`` command: argument parsing only; the work is in :mod:`compress`, :mod:`codec_file` and ``bench``.
+
+    mlae compress IN... [-o OUT_OR_DIR] [--kbps K | --n-quantizers N] [--model PRESET_OR_PATH] [--win-duration S]
+    mlae decompress IN.mlae... [-o OUT_OR_DIR] [--model PRESET_OR_PATH]
+    mlae info FILE.mlae...
+    mlae bench ...            (see ``mlae bench --help``)
+
+Bad input ends with one line ``mlae: error: ...`` on stderr and exit status 1 (argparse usage errors: 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import AudioInputError, CodecFileError
+
+DEFAULT_PRESET = "small_24khz"
+
+MODEL_HELP = (
+    "a preset name (with its shipped weights), random:PRESET (random weights, for testing), a .keras model file, "
+    "or a weights file (.weights.h5 or .npz; give the architecture with --preset, or PRESET:PATH)"
+)
+
+
+# -- model selection --------------------------------------------------------------------------------------------
+def load_model(spec: str | None = None, preset: str | None = None):
+    """Resolve ``--model``/``--preset`` to an ``MLAudioEncoder`` (see ``MODEL_HELP``)."""
+    from . import MLAudioEncoder
+    from . import weights as weight_files
+    from .presets import PRESETS
+
+    if spec is None:
+        return MLAudioEncoder.from_preset(preset or DEFAULT_PRESET, pretrained=True)
+    spec = os.fspath(spec)
+    if spec.startswith("random:"):
+        return MLAudioEncoder.from_preset(spec.split(":", 1)[1], pretrained=False)
+    if spec in PRESETS:
+        return MLAudioEncoder.from_preset(spec, pretrained=True)
+    head, _, tail = spec.partition(":")
+    if head in PRESETS and tail:
+        preset, spec = head, tail
+    if not os.path.exists(spec):
+        raise FileNotFoundError(f"{spec}: no such model file, and not a preset (presets: {', '.join(PRESETS)})")
+    if spec.endswith(".keras"):
+        import keras
+
+        return keras.saving.load_model(spec, compile=False)  # safe_mode stays on: no code from the file runs
+    if preset is not None:
+        return weight_files.load_weights(MLAudioEncoder.from_preset(preset, pretrained=False), spec)
+    if spec.endswith(".npz"):  # portable weights record the model config, so no --preset is needed
+        arrays, meta = weight_files.load_arrays(spec)
+        if "config" not in meta:
+            raise ValueError(f"{spec}: weights file without a model config; pass --preset")
+        model = MLAudioEncoder.from_config(meta["config"])
+        weight_files.assign(model.weights, arrays, what=os.path.basename(spec))
+        return model
+    raise ValueError(f"{spec}: a weights file needs the architecture: pass --preset PRESET")
+
+
+def n_quantizers_for_kbps(model, kbps: float) -> int:
+    """Largest level count whose per-channel code bitrate is at most ``kbps``."""
+    per_level = model.bits_per_code * model.frame_rate / 1000.0
+    n = min(model.n_codebooks, int(kbps / per_level + 1e-9))
+    if n < 1:
+        raise ValueError(f"--kbps {kbps:g} is below this model's lowest bitrate ({per_level:g} kbps at 1 level)")
+    return n
+
+
+# -- output naming ----------------------------------------------------------------------------------------------
+def _output_path(src: str, output: str | None, many: bool, suffix: str) -> str:
+    """Where ``src``'s result goes: ``output`` itself (one input, not a folder), inside folder ``output``, or next
+    to ``src`` with ``suffix``."""
+    stem = os.path.splitext(os.path.basename(src))[0]
+    if output is None:
+        return os.path.join(os.path.dirname(src), stem + suffix)
+    if many or os.path.isdir(output) or output.endswith(os.sep):
+        os.makedirs(output, exist_ok=True)
+        return os.path.join(output, stem + suffix)
+    parent = os.path.dirname(output)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    return output
+
+
+# -- commands ---------------------------------------------------------------------------------------------------
+def _compress(args) -> int:
+    from . import codec_file
+    from .compress import compress
+
+    model = load_model(args.model, args.preset)
+    n_q = n_quantizers_for_kbps(model, args.kbps) if args.kbps is not None else args.n_quantizers
+    normalize_db = None if args.no_normalize else args.normalize_db
+    for src in args.inputs:
+        f = compress(model, src, win_duration=args.win_duration, n_quantizers=n_q, normalize_db=normalize_db,
+                     verbose=not args.quiet)
+        dst = _output_path(src, args.output, len(args.inputs) > 1, ".mlae")
+        codec_file.write(dst, f)
+        if not args.quiet:
+            size = os.path.getsize(dst)
+            print(f"{src} -> {dst} ({size} bytes, {f.n_quantizers} levels, "
+                  f"{size * 8 / max(f.duration, 1e-9) / 1000:.2f} kbps)")
+    return 0
+
+
+def _decompress(args) -> int:
+    from . import codec_file
+    from .compress import decompress
+
+    models = {}  # one model per preset named by the files, loaded on first use
+    for src in args.inputs:
+        f = codec_file.read(src)
+        key = f.preset if args.model is None and args.preset is None else None
+        if key not in models:
+            models[key] = load_model(args.model, args.preset or key)
+        dst = _output_path(src, args.output, len(args.inputs) > 1, f"_decoded.{args.format}")
+        decompress(models[key], f, out_path=dst, verbose=not args.quiet)
+        if not args.quiet:
+            print(f"{src} -> {dst}")
+    return 0
+
+
+def describe(f, size: int | None = None) -> list[str]:
+    """Human-readable lines about an ``MLAEFile`` (``size``: its file size in bytes, for the true bitrate)."""
+    lines = [
+        f"format version  {f.version}",
+        f"audio           {f.sample_rate} Hz, {f.channels} channel{'s' if f.channels != 1 else ''}, "
+        f"{f.original_length} samples ({f.duration:.2f} s)",
+        f"model           {f.preset} (weights {f.fingerprint[:12] or 'unknown'}), {f.model_sample_rate} Hz, "
+        f"hop {f.hop_length} ({f.frame_rate:.2f} frames/s)",
+        f"codes           {f.n_quantizers} levels x {f.bits_per_code} bits (codebook {f.codebook_size}), "
+        f"{f.n_frames} frames, chunks of {f.chunk_length} frames",
+        f"loudness        input {f.input_loudness_db:.1f} LUFS, applied gain {f.applied_gain_db:+.2f} dB",
+        f"bitrate         {f.bitrate_kbps / f.channels:.2f} kbps per channel, {f.bitrate_kbps:.2f} kbps codes",
+    ]
+    if size is not None:
+        pcm = f.original_length * f.channels * 2
+        lines[-1] += f", {size * 8 / max(f.duration, 1e-9) / 1000:.2f} kbps file"
+        lines.append(f"compression     {pcm / size:.1f} : 1 vs 16-bit PCM at {f.sample_rate} Hz x {f.channels} ch "
+                     f"({pcm} -> {size} bytes)")
+    return lines
+
+
+def _info(args) -> int:
+    from . import codec_file
+
+    for i, path in enumerate(args.files):
+        f = codec_file.read(path)
+        if i:
+            print()
+        print(f"file            {path}")
+        print("\n".join(describe(f, os.path.getsize(path))))
+    return 0
+
+
+def _bench(argv) -> int:
+    try:
+        from .bench.cli import main as bench_main
+    except ImportError as exc:
+        raise ValueError(f"the benchmark is not available in this installation ({exc})") from None
+    return bench_main(argv) or 0
+
+
+# -- parser -----------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from .compress import DEFAULT_WIN_DURATION
+
+    parser = argparse.ArgumentParser(prog="mlae", description="Neural audio codec: compress audio to .mlae files.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{compress,decompress,info,bench}")
+
+    def add_model_args(p):
+        p.add_argument("--model", default=None, help=MODEL_HELP)
+        p.add_argument("--preset", default=None, help="architecture for a weights file (or the preset to use)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+
+    c = sub.add_parser("compress", help="audio files -> .mlae")
+    c.add_argument("inputs", nargs="+", metavar="IN", help="audio files (WAV, FLAC, OGG, MP3, ...)")
+    c.add_argument("-o", "--output", help="output .mlae file (one input) or folder (default: next to each input)")
+    rate = c.add_mutually_exclusive_group()
+    rate.add_argument("--kbps", type=float, help="highest bitrate per channel: picks the most levels that fit")
+    rate.add_argument("-n", "--n-quantizers", type=int, help="quantizer levels to code (default: all)")
+    c.add_argument("--win-duration", type=float, default=DEFAULT_WIN_DURATION,
+                   help=f"seconds per coding window; bounds memory (default {DEFAULT_WIN_DURATION:g})")
+    c.add_argument("--normalize-db", type=float, default=-16.0, help="loudness to code at, LUFS (default -16)")
+    c.add_argument("--no-normalize", action="store_true", help="code at the input's own loudness")
+    add_model_args(c)
+    c.set_defaults(func=_compress)
+
+    d = sub.add_parser("decompress", help=".mlae -> audio files")
+    d.add_argument("inputs", nargs="+", metavar="IN.mlae")
+    d.add_argument("-o", "--output", help="output audio file (one input) or folder (default: IN_decoded.FORMAT)")
+    d.add_argument("--format", default="wav", help="extension of automatically named outputs (default wav)")
+    add_model_args(d)
+    d.set_defaults(func=_decompress)
+
+    i = sub.add_parser("info", help="describe .mlae files")
+    i.add_argument("files", nargs="+", metavar="FILE.mlae")
+    i.set_defaults(func=_info)
+
+    sub.add_parser("bench", help="benchmark against Opus/Codec2 (mlae bench --help)", add_help=False)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "bench":  # its own parser; forward everything untouched
+            return _bench(argv[1:])
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except (CodecFileError, AudioInputError, FileNotFoundError, OSError, ValueError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__  # one line, whatever the exception held
+        print(f"mlae: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mlae: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Chunked compress / decompress of whole audio files on top of the model, ``audio_io`` and ``codec_file``.
+
+Chunking is overlap-discard on the frame grid (not DAC's valid-padding windows, which send the codes of the
+overlaps twice). The signal at the model rate is cut into windows of ``W`` frames; each window is encoded together
+with ``C`` frames of context on each side, where ``C`` covers the model's receptive field, and only the central
+``W`` frames' codes are kept. Windows start on multiples of ``hop_length`` samples, so every strided layer sees the
+same grid as in a whole-file pass and the kept codes equal the whole-file codes (up to float noise flipping a
+near-tie). At the file's start and end the window stops at the signal edge instead of adding context, which is
+exactly what a whole-file pass sees there. Decoding mirrors this: each ``W``-frame block is decoded with ``C``
+context frames of codes each side and only its central ``W · hop`` samples are kept. No code or sample is sent or
+produced twice, and memory depends on ``W + 2C``, not on the file's length.
+
+Level handling: the input's integrated loudness is measured (a first streaming pass), the resampled signal is
+scaled to ``normalize_db`` LUFS and, if that would push a peak above 1, attenuated further. The total gain is
+stored and decoding divides it out exactly, restoring the input's level.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from . import audio_io, codec_file
+from .codec_file import MLAEFile
+from .errors import AudioInputError, CodecFileError
+
+DEFAULT_WIN_DURATION = 5.0  # seconds per window (as DAC); the 2C context frames cost a few percent on top
+
+
+def context_frames(model) -> int:
+    """Frames of context ``C`` each side of a window: enough to cover the receptive field, plus one for rounding."""
+    return math.ceil(model.receptive_field / model.hop_length) + 1
+
+
+def window_frames(model, win_duration: float) -> int:
+    """Frames ``W`` per window for ``win_duration`` seconds at the model's rate (at least one)."""
+    if not win_duration or win_duration <= 0:
+        raise ValueError(f"win_duration must be positive, got {win_duration}")
+    return max(1, math.ceil(win_duration * model.sample_rate / model.hop_length))
+
+
+def _frame_windows(n_frames: int, window: int, context: int) -> Iterator[tuple[int, int, int, int]]:
+    """``(start, count, lo, hi)`` per window: keep frames ``[start, start+count)``, computed from ``[lo, hi)``."""
+    for start in range(0, n_frames, window):
+        count = min(window, n_frames - start)
+        yield start, count, max(0, start - context), min(n_frames, start + window + context)
+
+
+def _progress(total: int, desc: str, verbose: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="chunk", disable=not verbose, leave=False)
+
+
+# -- input ------------------------------------------------------------------------------------------------------
+class _Source:
+    """A path or an array behind one interface: rate, channels, and a re-iterable stream of blocks."""
+
+    def __init__(self, path_or_array, sample_rate):
+        if isinstance(path_or_array, (str, os.PathLike)):
+            if sample_rate is not None:
+                raise AudioInputError("sample_rate is for array input only; a file's own rate is used")
+            self.path = path_or_array
+            self.name = os.fspath(path_or_array)
+            header = audio_io.info(path_or_array)
+            self.rate, self.channels = header.sample_rate, header.channels
+            self._array = None
+        else:
+            if sample_rate is None:
+                raise AudioInputError("array input needs sample_rate")
+            self.name = "audio array"
+            self._array = audio_io.as_channels_first(path_or_array, self.name)
+            self.rate, self.channels = int(sample_rate), self._array.shape[0]
+        if self.channels > 0xFFFF:
+            raise AudioInputError(f"{self.name}: {self.channels} channels is more than the format holds")
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        if self._array is not None:
+            return audio_io.iter_array_blocks(self._array)
+        return audio_io.iter_blocks(self.path)
+
+
+def _measure(source: _Source, model_rate: int) -> tuple[int, float, float]:
+    """First pass: (length in samples, integrated loudness at the input rate, peak after resampling)."""
+    meter = audio_io.LoudnessMeter(source.rate, source.channels)
+    resampler = audio_io.StreamResampler(source.rate, model_rate)
+    length, peak = 0, 0.0
+    for block in source.blocks():
+        meter.process(block)
+        length += block.shape[1]
+        peak = max(peak, float(np.abs(resampler.process(block)).max(initial=0.0)))
+    peak = max(peak, float(np.abs(resampler.flush()).max(initial=0.0)))
+    if length == 0:
+        raise AudioInputError(f"{source.name}: no audio samples")
+    return length, meter.integrated(), peak
+
+
+def _gain_db(loudness: float, peak: float, normalize_db: float | None) -> float:
+    """Loudness gain to ``normalize_db`` (none for silence or when disabled), lowered so the peak stays <= 1.
+
+    Rounded to float32 here because that is what the header stores, and decode must divide out exactly the
+    gain that was applied.
+    """
+    gain = 0.0
+    if normalize_db is not None and math.isfinite(loudness):
+        gain = float(normalize_db) - loudness
+    if peak > 0 and peak * 10 ** (gain / 20) > 1.0:
+        gain -= 20 * math.log10(peak * 10 ** (gain / 20))
+        # float32 rounding could leave the peak a hair above 1; nudge down by the rounding step if so.
+        while peak * 10 ** (float(np.float32(gain)) / 20) > 1.0:
+            gain = float(np.nextafter(np.float32(gain), np.float32(-np.inf)))
+    return float(np.float32(gain))
+
+
+def _sample_windows(
+    blocks: Iterable[np.ndarray], channels: int, n_frames: int, hop: int, window: int, context: int
+) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """Cut a block stream into ``(start, count, lo, samples[lo·hop : hi·hop])`` windows, zero-padding past the
+    end to whole frames (as ``model.preprocess`` does for a whole file). Holds at most one window plus one block."""
+    blocks = iter(blocks)
+    pending: list[np.ndarray] = []
+    buf = np.zeros((channels, 0), np.float32)
+    buf_start = 0  # sample index of buf[:, 0]
+    exhausted = False
+    for start, count, lo, hi in _frame_windows(n_frames, window, context):
+        need = hi * hop
+        have = buf_start + buf.shape[1] + sum(b.shape[1] for b in pending)
+        while not exhausted and have < need:
+            try:
+                block = next(blocks)
+            except StopIteration:
+                exhausted = True
+                break
+            pending.append(block)
+            have += block.shape[1]
+        if pending:
+            buf = np.concatenate([buf, *pending], axis=1)
+            pending = []
+        x = buf[:, lo * hop - buf_start : need - buf_start]
+        if x.shape[1] < (hi - lo) * hop:
+            x = np.pad(x, [(0, 0), (0, (hi - lo) * hop - x.shape[1])])
+        yield start, count, lo, x
+        keep = max(0, start + window - context) * hop  # the next window's first sample
+        buf = buf[:, max(0, keep - buf_start) :]
+        buf_start = max(buf_start, keep)
+
+
+def _to_numpy(x) -> np.ndarray:
+    import keras
+
+    return keras.ops.convert_to_numpy(x)
+
+
+# -- compress ---------------------------------------------------------------------------------------------------
+def compress(
+    model,
+    path_or_array,
+    sample_rate: int | None = None,
+    win_duration: float = DEFAULT_WIN_DURATION,
+    n_quantizers: int | None = None,
+    normalize_db: float | None = -16.0,
+    verbose: bool = False,
+) -> MLAEFile:
+    """Code an audio file (any libsndfile/librosa format) or a ``(channels, samples)`` array into an ``MLAEFile``.
+
+    Each channel is coded separately at the model's rate; ``n_quantizers`` levels are coded and stored (all by
+    default). ``normalize_db=None`` disables loudness normalisation (peak protection still applies). Files are
+    streamed twice (measure, then encode) and never held whole in memory. Raises :class:`AudioInputError` for
+    unusable input and ``FileNotFoundError`` for a missing file.
+    """
+    n_q = model.n_codebooks if n_quantizers is None else int(n_quantizers)
+    if not 1 <= n_q <= model.n_codebooks:
+        raise ValueError(f"n_quantizers must be in 1..{model.n_codebooks}, got {n_quantizers}")
+    source = _Source(path_or_array, sample_rate)
+    hop, model_rate = model.hop_length, model.sample_rate
+
+    length, loudness, peak = _measure(source, model_rate)
+    gain_db = _gain_db(loudness, peak, normalize_db)
+    gain = np.float32(10 ** (gain_db / 20))
+
+    n_frames = math.ceil(audio_io.resampled_length(length, source.rate, model_rate) / hop)
+    window, context = window_frames(model, win_duration), context_frames(model)
+    codes = np.zeros((source.channels, n_q, n_frames), np.int32)
+    scaled = (block * gain for block in audio_io.resample_blocks(source.blocks(), source.rate, model_rate))
+    with _progress(math.ceil(n_frames / window), f"compress {source.name}", verbose) as bar:
+        for start, count, lo, x in _sample_windows(scaled, source.channels, n_frames, hop, window, context):
+            _, window_codes, *_ = model.encode(x[:, :, None], n_quantizers=n_q, training=False)
+            codes[:, :, start : start + count] = _to_numpy(window_codes)[:, :, start - lo : start - lo + count]
+            bar.update(1)
+
+    return MLAEFile(
+        sample_rate=source.rate,
+        original_length=length,
+        preset=model.preset,
+        fingerprint=model.fingerprint(),
+        model_sample_rate=model_rate,
+        hop_length=hop,
+        codebook_size=model.codebook_size,
+        chunk_length=window,
+        input_loudness_db=loudness,
+        applied_gain_db=gain_db,
+        codes=codes,
+    )
+
+
+# -- decompress -------------------------------------------------------------------------------------------------
+def check_model(model, f: MLAEFile, name: str = "file") -> None:
+    """Raise :class:`CodecFileError` unless ``model`` is the model that wrote ``f`` (or an identical one)."""
+    ours = {
+        "preset": model.preset,
+        "sample rate": model.sample_rate,
+        "hop length": model.hop_length,
+        "codebook size": model.codebook_size,
+    }
+    theirs = {
+        "preset": f.preset,
+        "sample rate": f.model_sample_rate,
+        "hop length": f.hop_length,
+        "codebook size": f.codebook_size,
+    }
+    if f.fingerprint:  # an empty fingerprint means the writer did not know its weights; nothing to compare
+        ours["weights fingerprint"] = model.fingerprint()[:16]
+        theirs["weights fingerprint"] = f.fingerprint[:16]
+    diffs = [f"{key} {theirs[key]} vs {ours[key]}" for key in ours if str(ours[key]) != str(theirs[key])]
+    if diffs:
+        raise CodecFileError(f"{name}: written by a different model than the one decoding it (file vs model: "
+                             + "; ".join(diffs) + ")")
+    if f.n_quantizers > model.n_codebooks:
+        raise CodecFileError(f"{name}: has {f.n_quantizers} quantizer levels but the model has {model.n_codebooks}")
+
+
+def decompress(model, mlae_file_or_path, out_path=None, verbose: bool = False, subtype: str | None = None):
+    """Decode an ``MLAEFile`` (or a ``.mlae`` path) back to audio at the original rate, channels and length.
+
+    Returns the ``(channels, samples)`` float32 array, or, when ``out_path`` is given, streams the audio to that
+    file (format from its extension, 16-bit PCM for WAV unless ``subtype`` says otherwise) and returns the path.
+    Raises :class:`CodecFileError` for an unusable file or a model that differs from the writer.
+    """
+    if isinstance(mlae_file_or_path, MLAEFile):
+        f, name = mlae_file_or_path, "file"
+    else:
+        name = os.fspath(mlae_file_or_path)
+        f = codec_file.read(name)
+    check_model(model, f, name)
+    hop = model.hop_length
+    model_length = audio_io.resampled_length(f.original_length, f.sample_rate, f.model_sample_rate)
+    if f.n_frames != math.ceil(model_length / hop):
+        raise CodecFileError(f"{name}: {f.n_frames} frames do not match an original length of "
+                             f"{f.original_length} samples at {f.sample_rate} Hz")
+    window = f.chunk_length if f.chunk_length > 0 else max(1, f.n_frames)
+    context = context_frames(model)
+    inverse_gain = np.float32(10 ** (-f.applied_gain_db / 20))
+
+    def model_rate_blocks():
+        produced = 0
+        with _progress(math.ceil(f.n_frames / window), f"decompress {name}", verbose) as bar:
+            for start, count, lo, hi in _frame_windows(f.n_frames, window, context):
+                z = model.quantizer.from_codes(f.codes[:, :, lo:hi])[0]
+                audio = _to_numpy(model.decode(z))[:, :, 0]
+                audio = audio[:, (start - lo) * hop : (start - lo + count) * hop]
+                audio = audio[:, : model_length - produced]  # drop the padding to whole frames
+                produced += audio.shape[1]
+                bar.update(1)
+                yield audio * inverse_gain
+
+    def output_blocks():
+        remaining = f.original_length
+        for block in audio_io.resample_blocks(model_rate_blocks(), f.model_sample_rate, f.sample_rate):
+            block = block[:, :remaining]
+            remaining -= block.shape[1]
+            if block.shape[1]:
+                yield block
+
+    if out_path is None:
+        blocks = list(output_blocks())
+        return np.concatenate(blocks, axis=1) if blocks else np.zeros((f.channels, 0), np.float32)
+    out_path = os.fspath(out_path)
+    with audio_io.AudioWriter(out_path, f.sample_rate, f.channels, subtype) as writer:
+        for block in output_blocks():
+            writer.write(block)
+    return out_path

@@ -1,0 +1,57 @@
+import numpy as np
+import keras
+import pytest
+
+from ml_audio_encoder.layers import ResidualUnit, Snake1d, WNConv1d, WNConvTranspose1d
+
+
+def test_snake_formula():
+    layer = Snake1d()
+    x = np.linspace(-3, 3, 24, dtype="float32").reshape(1, 8, 3)
+    layer.build(x.shape)
+    layer.alpha.assign(np.array([0.5, 1.0, 2.0], "float32"))
+    a = np.array([0.5, 1.0, 2.0])
+    expected = x + np.sin(a * x) ** 2 / (a + 1e-9)
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("k,s,d,p", [(7, 1, 1, 3), (7, 1, 9, 27), (4, 2, 1, 1), (10, 5, 1, 3), (16, 8, 1, 4)])
+def test_wnconv_lengths_match_pytorch_arithmetic(k, s, d, p):
+    conv = WNConv1d(6, k, strides=s, dilation_rate=d, padding=p)
+    x = np.random.randn(2, 80, 3).astype("float32")
+    y = conv(x)
+    assert y.shape == (2, conv.output_length(80), 6)
+    assert conv.output_length(80) == (80 + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+@pytest.mark.parametrize("s", [2, 4, 5, 8])
+def test_transposed_conv_upsamples_by_stride(s):
+    import math
+
+    conv = WNConvTranspose1d(4, 2 * s, strides=s, padding=math.ceil(s / 2), output_padding=s % 2)
+    y = conv(np.random.randn(1, 7, 3).astype("float32"))
+    assert y.shape == (1, 7 * s, 4) == (1, conv.output_length(7), 4)
+
+
+def test_weight_norm_starts_at_v_and_decouples_scale():
+    conv = WNConv1d(5, 3, padding=1)
+    x = np.random.randn(1, 10, 2).astype("float32")
+    conv.build(x.shape)
+    np.testing.assert_allclose(np.asarray(conv.kernel("float32")), np.asarray(conv.kernel_v), rtol=1e-5, atol=1e-6)
+    y1 = np.asarray(conv(x)) - np.asarray(conv.bias)
+    conv.kernel_g.assign(2 * np.asarray(conv.kernel_g))
+    y2 = np.asarray(conv(x)) - np.asarray(conv.bias)
+    np.testing.assert_allclose(y2, 2 * y1, rtol=1e-4, atol=1e-5)
+    # scaling v changes nothing: only its direction counts
+    conv.kernel_v.assign(3 * np.asarray(conv.kernel_v))
+    np.testing.assert_allclose(np.asarray(conv(x)) - np.asarray(conv.bias), y2, rtol=1e-4, atol=1e-5)
+
+
+def test_residual_unit_keeps_shape_and_serializes():
+    unit = ResidualUnit(4, dilation=3)
+    x = np.random.randn(2, 50, 4).astype("float32")
+    assert unit(x).shape == x.shape
+    clone = ResidualUnit.from_config(unit.get_config())
+    assert clone.get_config() == unit.get_config()
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(unit))
+    assert isinstance(restored, ResidualUnit) and restored.dilation == 3
