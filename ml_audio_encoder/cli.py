@@ -29,15 +29,21 @@ def load_model(spec: str | None = None, preset: str | None = None):
     """Resolve ``--model``/``--preset`` to an ``MLAudioEncoder`` (see ``MODEL_HELP``)."""
     from . import MLAudioEncoder
     from . import weights as weight_files
-    from .presets import PRESETS
+    from .presets import PRESETS, pretrained_path
+
+    def shipped(name):
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        pretrained_path(name)  # fails fast with a clear message before the model is built
+        return MLAudioEncoder.from_preset(name, pretrained=True)
 
     if spec is None:
-        return MLAudioEncoder.from_preset(preset or DEFAULT_PRESET, pretrained=True)
+        return shipped(preset or DEFAULT_PRESET)
     spec = os.fspath(spec)
     if spec.startswith("random:"):
         return MLAudioEncoder.from_preset(spec.split(":", 1)[1], pretrained=False)
     if spec in PRESETS:
-        return MLAudioEncoder.from_preset(spec, pretrained=True)
+        return shipped(spec)
     head, _, tail = spec.partition(":")
     if head in PRESETS and tail:
         preset, spec = head, tail

@@ -153,23 +153,27 @@ class CodecTrainer(keras.Model):
         # Optimizers sum gradients over replicas, so each replica differentiates its share of the mean loss.
         share = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
         logs = {}
-        with tf.GradientTape() as g_tape:
+        g_tape = tf.GradientTape()
+        with g_tape:
             out = self.generator(x, training=True)
-            y = out["audio"]
-            d_fake = d_real = None
+        y = out["audio"]
+        d_fake = d_real = None
+        if self.adversarial:
+            # Outside the generator's tape: the discriminator step must not be recorded there. (Nesting it under
+            # g_tape.stop_recording() would not work: that pauses every tape, the inner one too.)
+            with tf.GradientTape() as d_tape:
+                d_loss = self._discriminator_loss(self.discriminator(tf.stop_gradient(y)), self.discriminator(x))
+                d_scaled = d_loss * share  # inside the tape: only recorded operations can be differentiated
+            d_grads = d_tape.gradient(d_scaled, d_vars)
+            self.d_optimizer.apply_gradients(zip(d_grads, d_vars))
+            logs["loss/discriminator"] = d_loss
+            logs["grad_norm/discriminator"] = _global_norm(d_grads)
+        with g_tape:  # re-entered: the generator loss sees the updated discriminator, as in DAC
             if self.adversarial:
-                with g_tape.stop_recording():
-                    with tf.GradientTape() as d_tape:
-                        d_loss = self._discriminator_loss(
-                            self.discriminator(tf.stop_gradient(y)), self.discriminator(x)
-                        )
-                    d_grads = d_tape.gradient(d_loss * share, d_vars)
-                    self.d_optimizer.apply_gradients(zip(d_grads, d_vars))
-                logs["loss/discriminator"] = d_loss
-                logs["grad_norm/discriminator"] = _global_norm(d_grads)
                 d_fake, d_real = self.discriminator(y), self.discriminator(x)
             g_loss, terms = self._generator_losses(x, out, d_fake, d_real)
-        g_grads = g_tape.gradient(g_loss * share, g_vars)
+            g_scaled = g_loss * share
+        g_grads = g_tape.gradient(g_scaled, g_vars)
         self.g_optimizer.apply_gradients(zip(g_grads, g_vars))
         logs.update(terms)
         logs["loss/generator"] = g_loss

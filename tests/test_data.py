@@ -233,3 +233,46 @@ def test_as_tf_dataset_matches_sampler(folder):
     assert len(got) == 2 and got[0].shape == (6, 12000, 1)
     assert np.array_equal(got[1], ds.get_batch(11))
     assert isinstance(tds, tf.data.Dataset)
+
+
+def _load_script(name):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "train", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_mlae_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_get_data_labelling_rules():
+    g = _load_script("get_data")
+    c = g.classify
+    tux = "usr/share/tuxpaint/stamps/animals/birds/"
+    lab = c("tuxpaint-stamps-default", tux + "owl_desc_es.ogg")
+    assert (lab["domain"], lab["speaker"], lab["gender"], lab["full_band"]) == ("speech", "tuxpaint_es", "F", True)
+    assert c("tuxpaint-stamps-default", tux + "owl_desc_el.ogg")["full_band"] is False
+    assert c("tuxpaint-stamps-default", tux + "owl.ogg")["domain"] == "general"
+    fil = "usr/share/games/fillets-ng/sound/gods/cs/"
+    assert c("fillets-ng-data-cs", fil + "ob-m-ach.ogg")["gender"] == "F"
+    assert c("fillets-ng-data-cs", fil + "ob-v-ach.ogg")["speaker"] == "fillets_cs_v"
+    assert c("fillets-ng-data-cs", fil + "b1-voda1.ogg")["speaker"] == ""
+    nl = c("fillets-ng-data-nl", fil.replace("/cs/", "/nl/") + "ob-v-x.ogg")
+    assert nl["gender"] == "M" and nl["full_band"] is False
+    ast = "usr/share/asterisk/sounds/it_IT_m_Carlo/digits/1.wav"
+    lab = c("asterisk-core-sounds-it-wav", ast)
+    assert (lab["speaker"], lab["gender"], lab["language"], lab["full_band"]) == ("asterisk_Carlo", "M", "it_IT", False)
+    assert c("asterisk-core-sounds-en-wav", "usr/share/asterisk/sounds/en_US_f_Allison/silence/1.wav") is None
+    assert c("hydrogen-drumkits", "usr/share/hydrogen/data/drumkits/Kit A/kick.wav")["group"] == "hydrogen/Kit A"
+    assert c("hedgewars-data", "usr/share/games/hedgewars/Data/Music/x.ogg")["domain"] == "music"
+    assert c("nexuiz-music", "extracted/sound/cdtracks/x.ogg")["domain"] == "music"
+    assert "warzone2100-music" not in g.PACKAGES
+
+
+def test_make_pack_helpers():
+    p = _load_script("make_pack")
+    alloc = p.water_fill(30.0, {"a": 5.0, "b": 100.0, "c": 100.0})
+    assert alloc["a"] == 5.0 and abs(alloc["b"] - 12.5) < 1e-9 and abs(sum(alloc.values()) - 30.0) < 1e-9
+    x = np.concatenate([np.zeros(SR), _tone(SR, 0.5, 200, 1), np.zeros(SR)])
+    y = p.trim_edges(x, SR)
+    assert 0.5 * SR <= y.shape[0] <= 0.65 * SR

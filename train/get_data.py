@@ -377,8 +377,8 @@ def minutes_table(rows: list[dict]) -> dict:
     return tab
 
 
-def write_licenses(data_dir: str, pkgs: list[str], lic: dict) -> None:
-    path = os.path.join(data_dir, "LICENSES.md")
+def write_licenses(data_dir: str, out_dir: str, pkgs: list[str], lic: dict) -> None:
+    path = os.path.join(out_dir, "LICENSES.md")
     with open(path + ".tmp", "w", encoding="utf-8") as fh:
         fh.write("# Licences of the audio under data/debs/\n\n"
                  "Written by train/get_data.py from each package's /usr/share/doc/<pkg>/copyright.\n\n")
@@ -438,7 +438,10 @@ def write_data_md(path: str, rows: list[dict], pkgs: list[str], lic: dict, data_
               "Tux Paint's spoken numbers and letters (`symbols/math`, `symbols/alphabets`) are speech.",
               "- Genders: Asterisk folder names (`*_f_*`, `*_m_*`); Tux Paint voices from the package changelog "
               "credits (ro, es, el, be: F; ru, fr, bg, ca, da: M); Fish Fillets `-m-` (small fish, F) and `-v-` "
-              "(big fish, M). Other voices have an empty gender.",
+              "(big fish, M). Other voices have an empty gender. be (Kseniya Buraya) and da (Joe Dalton) are not in "
+              "`AUDIO_SOURCES.md`; their labels follow the credited names and a pitch check (median F0 of 6 random "
+              "clips, librosa pyin: be 207 Hz, da 88 Hz; for comparison es 242, ro 240, ru 123, bg 115 Hz; "
+              "Fillets cs -m- 266, -v- 143 Hz; nl -m- 206, -v- 130 Hz).",
               "- Speakers: as above, plus one pseudo-speaker per language for KLettres and KTuberling and one per "
               "Hedgewars voice pack (unknown gender, kept whole on one side). `en_US` and `es_MX` Asterisk prompts "
               "are both credited to Allison and are treated as one speaker.",
@@ -450,8 +453,15 @@ def write_data_md(path: str, rows: list[dict], pkgs: list[str], lic: dict, data_
               "- Excluded: warzone2100-music (already Opus at ~48 kbps), Asterisk `silence/` files, unreadable files "
               "(e.g. Ogg Theora video), and byte-identical duplicates (the first path in sorted order is kept).",
               ""]
+    text = "\n".join(lines)
+    if os.path.exists(path):  # keep the section that train/make_pack.py maintains
+        with open(path, encoding="utf-8") as fh:
+            old = fh.read()
+        m = re.search(r"<!-- pack -->.*?<!-- /pack -->\n?", old, flags=re.S)
+        if m:
+            text = text.rstrip("\n") + "\n\n" + m.group(0)
     with open(path + ".tmp", "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines))
+        fh.write(text)
     os.replace(path + ".tmp", path)
 
 
@@ -526,7 +536,7 @@ def main(argv=None) -> int:
                        sample_rate=r["sample_rate"], channels=r["channels"], full_band=r["full_band"],
                        split=r["split"]) for r in rows]
     write_manifest(items, manifest)
-    write_licenses(data_dir, pkgs, lic)
+    write_licenses(data_dir, os.path.dirname(os.path.abspath(manifest)), pkgs, lic)
     if args.data_md:
         write_data_md(args.data_md, rows, pkgs, lic, data_dir, args)
     summ = summarize_items(items)

@@ -209,6 +209,30 @@ def encode(audio: np.ndarray, sr: int, level: float) -> bytes:
     return b.getvalue()
 
 
+def update_data_md(path: str, pack_lines: list[str], args) -> None:
+    """Replace (or append) the section between ``<!-- pack -->`` markers in train/DATA.md."""
+    body = ["<!-- pack -->", "## GPU data pack (`data/pack/`, made by `train/make_pack.py`)", "",
+            "For GPU machines without internet or TensorFlow: carry `data/pack/` and load it with "
+            "`AudioDataset(\"data/pack\", sample_rate, split=\"train\")` / "
+            "`build_validation_set(\"data/pack\", ..., split=\"dev\")`. Options: "
+            f"train {args.train_minutes:g} min, dev {args.dev_minutes:g} min, shares {args.shares}, "
+            f"segments <= {args.segment_seconds:g} s (dev {args.dev_segment_seconds:g} s).", ""]
+    body += [ln if not ln.startswith("Licences:") else "Licences: as in the Sources table above."
+             for ln in pack_lines[2:]] + ["<!-- /pack -->", ""]
+    text = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    block = "\n".join(body)
+    if "<!-- pack -->" in text:
+        text = re.sub(r"<!-- pack -->.*?<!-- /pack -->\n?", lambda m: block, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(path + ".tmp", path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", default=os.path.join(REPO, "data", "manifest.csv"))
@@ -224,6 +248,8 @@ def main(argv=None) -> int:
                          "raised automatically while the pack exceeds --max-mb")
     ap.add_argument("--max-mb", type=float, default=45.0, help="size cap of the whole pack (MB = 1e6 bytes)")
     ap.add_argument("--jobs", type=int, default=max(2, os.cpu_count() or 2))
+    ap.add_argument("--data-md", default=os.path.join(HERE, "DATA.md"),
+                    help="committed summary whose 'GPU data pack' section is updated; '' to skip")
     args = ap.parse_args(argv)
 
     shares = {k: float(v) for k, v in (kv.split("=") for kv in args.shares.split(","))}
@@ -300,10 +326,13 @@ def main(argv=None) -> int:
             lines.append(f"- {sp}/{d}: " + ", ".join(f"{s} {m:.1f}" for s, m in sorted(v["sources"].items())))
     lines += ["", "Labelled-gender minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(gend.items())), "",
               "Licences: see train/DATA.md (all sources are Debian main packages under free licences).", ""]
+
     with open(os.path.join(tmp, "PACK.md"), "w") as fh:
         fh.write("\n".join(lines))
     shutil.rmtree(args.out, ignore_errors=True)
     os.replace(tmp, args.out)
+    if args.data_md:
+        update_data_md(args.data_md, lines, args)
     log("\n".join(lines))
     return 0
 

@@ -1,0 +1,138 @@
+"""The `mlae` command end to end, through `main([...])`."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import sweep
+
+from ml_audio_encoder import audio_io, cli, codec_file
+
+
+@pytest.fixture(scope="module")
+def weights(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.weights.h5"
+    tiny_model.save_weights(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def use_tiny(monkeypatch, tiny_model):
+    """Skip rebuilding the model for tests about plumbing rather than model loading."""
+    monkeypatch.setattr(cli, "load_model", lambda spec=None, preset=None: tiny_model)
+
+
+@pytest.fixture
+def wav(tmp_path):
+    x = np.stack([sweep(0.6, 22050), 0.5 * sweep(0.6, 22050, f0=300)])
+    path = tmp_path / "in.wav"
+    audio_io.save(path, x, 22050)
+    return path
+
+
+def one_error_line(capsys):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mlae: error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_compress_info_decompress_with_weights_file(weights, wav, tmp_path, capsys, tiny_model, monkeypatch):
+    out = tmp_path / "in.mlae"
+    assert cli.main(["compress", str(wav), "-o", str(out), "--model", weights, "--preset", "tiny_test", "-q"]) == 0
+    f = codec_file.read(out)
+    assert f.fingerprint == tiny_model.fingerprint() and f.channels == 2 and f.original_length == 13230
+
+    assert cli.main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    for expected in ("22050 Hz, 2 channels, 13230 samples", "tiny_test", "kbps", "compression"):
+        assert expected in text
+
+    # Loading is covered above (and costs a model build), so decompress reuses the in-memory model.
+    monkeypatch.setattr(cli, "load_model", lambda spec=None, preset=None: tiny_model)
+    dst = tmp_path / "back.flac"
+    assert cli.main(["decompress", str(out), "-o", str(dst), "--model", f"tiny_test:{weights}", "-q"]) == 0
+    info = sf.info(dst)
+    assert (info.samplerate, info.channels, info.frames) == (22050, 2, 13230)
+
+
+def test_many_inputs_to_a_folder(use_tiny, wav, tmp_path):
+    second = tmp_path / "second.wav"
+    audio_io.save(second, sweep(0.3, 16000), 16000)
+    outdir = tmp_path / "codes"
+    assert cli.main(["compress", str(wav), str(second), "-o", str(outdir), "-q"]) == 0
+    assert sorted(p.name for p in outdir.iterdir()) == ["in.mlae", "second.mlae"]
+    assert cli.main(["decompress", *map(str, sorted(outdir.iterdir())), "-q"]) == 0
+    assert sf.info(outdir / "second_decoded.wav").frames == 4800
+    assert sf.info(outdir / "in_decoded.wav").channels == 2
+
+
+def test_kbps_and_n_quantizers(use_tiny, tiny_model, wav, tmp_path):
+    per_level = tiny_model.bits_per_code * tiny_model.frame_rate / 1000  # 6 bits x 400 frames/s = 2.4 kbps
+    assert cli.main(["compress", str(wav), "-o", str(tmp_path / "k.mlae"), "--kbps", str(2.5 * per_level), "-q"]) == 0
+    assert codec_file.read(tmp_path / "k.mlae").n_quantizers == 2
+    assert cli.main(["compress", str(wav), "-o", str(tmp_path / "n.mlae"), "-n", "1", "-q"]) == 0
+    assert codec_file.read(tmp_path / "n.mlae").n_quantizers == 1
+    assert (tmp_path / "n.mlae").stat().st_size < (tmp_path / "k.mlae").stat().st_size
+    assert cli.n_quantizers_for_kbps(tiny_model, 1000) == tiny_model.n_codebooks
+
+
+def test_kbps_too_low(use_tiny, wav, capsys):
+    assert cli.main(["compress", str(wav), "--kbps", "0.1", "-q"]) == 1
+    assert "lowest bitrate" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("blob", [b"", b"garbage" * 20, b"MLAE\x63\x00" + b"\x00" * 80])
+def test_bad_mlae_gives_one_line(use_tiny, tmp_path, capsys, blob):
+    bad = tmp_path / "bad.mlae"
+    bad.write_bytes(blob)
+    for command in ("info", "decompress"):
+        assert cli.main([command, str(bad)]) == 1
+        assert str(bad) in one_error_line(capsys)
+
+
+def test_bit_flipped_file_rejected(use_tiny, wav, tmp_path, capsys):
+    out = tmp_path / "a.mlae"
+    assert cli.main(["compress", str(wav), "-o", str(out), "-q"]) == 0
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0x08
+    out.write_bytes(bytes(data))
+    assert cli.main(["decompress", str(out), "-q"]) == 1
+    assert "CRC32" in one_error_line(capsys)
+
+
+def test_bad_audio_and_missing_files(use_tiny, tmp_path, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF" + b"\x00" * 40)
+    assert cli.main(["compress", str(bad)]) == 1
+    assert "bad.wav" in one_error_line(capsys)
+    assert cli.main(["compress", str(tmp_path / "missing.wav")]) == 1
+    one_error_line(capsys)
+    assert cli.main(["info", str(tmp_path / "missing.mlae")]) == 1
+    one_error_line(capsys)
+
+
+def test_model_resolution_errors(wav, tmp_path, capsys):
+    # No weights ship yet: the default model must say how to proceed, without building anything first.
+    assert cli.main(["compress", str(wav)]) == 1
+    assert "--model" in one_error_line(capsys)
+    assert cli.main(["compress", str(wav), "--model", str(tmp_path / "nope.keras")]) == 1
+    assert "no such model file" in one_error_line(capsys)
+    assert cli.main(["compress", str(wav), "--model", "no_such_preset"]) == 1
+    one_error_line(capsys)
+
+
+def test_usage_errors_exit_nonzero():
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["compress", "x.wav", "--kbps", "6", "-n", "2"])  # mutually exclusive
+    assert exit_info.value.code != 0
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([])
+    assert exit_info.value.code != 0
+
+
+def test_bench_is_delegated(monkeypatch):
+    seen = []
+    import ml_audio_encoder.bench.cli as bench_cli
+
+    monkeypatch.setattr(bench_cli, "main", lambda argv: seen.append(argv) or 0)
+    assert cli.main(["bench", "--model", "random:tiny_test", "--limit", "1"]) == 0
+    assert seen == [["--model", "random:tiny_test", "--limit", "1"]]
