@@ -2,7 +2,7 @@
 
 One STFT helper (``stft``) with the conventions of DAC / audiotools: periodic Hann window, centered frames with
 reflect padding, hop ``window_length // 4`` by default, and the ``match_stride`` option DAC uses for the
-multi-band discriminator (frames = ceil(T / hop)). Mel filterbanks come from librosa (Slaney scale and norm, as
+multi-band discriminator (frames = ceil(T / hop)). Mel filterbanks are librosa's (Slaney scale and norm, as
 audiotools) and are built once in numpy.
 
 Backend-neutral: ``keras.ops`` only. Audio is channels-last ``(batch, samples, 1)`` (``(batch, samples)`` is
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 
 import keras
 import numpy as np
@@ -73,15 +72,33 @@ def magnitude(real, imag, floor=1e-20):
     return ops.sqrt(ops.maximum(ops.square(real) + ops.square(imag), floor))
 
 
+def _hz_to_mel(f):
+    # Slaney's scale: linear below 1 kHz, logarithmic above (librosa's htk=False).
+    f = np.asarray(f, dtype=np.float64)
+    mel = f / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(f >= 1000.0, log_part, mel)
+
+
+def _mel_to_hz(m):
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), (200.0 / 3) * m)
+
+
 @functools.lru_cache(maxsize=64)
 def _mel_filters_cached(sample_rate, n_fft, n_mels, fmin, fmax):
-    import librosa
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # librosa warns about empty filters at tiny n_fft / many mels
-        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False,
-                                 norm="slaney")
-    fb = np.ascontiguousarray(fb.T.astype(np.float32))  # (n_fft // 2 + 1, n_mels)
+    # Written out in numpy (it equals librosa.filters.mel(htk=False, norm="slaney")) because the GPU training
+    # machine has no librosa; a test checks the two agree.
+    fmax = sample_rate / 2.0 if fmax is None else fmax
+    fft_freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]  # Slaney: equal area per filter
+    fb = np.ascontiguousarray(weights.T.astype(np.float32))  # (n_fft // 2 + 1, n_mels)
     fb.setflags(write=False)
     return fb
 

@@ -22,7 +22,7 @@ install() {
 
 export_ckpt() {
   [ -n "${OUT:-}" ] || return 0
-  [ -f "$RUN/checkpoints/latest.json" ] && python3 train/export_checkpoint.py "$RUN" "$OUT/ckpt" --part-mb 15.5
+  [ -f "$RUN/checkpoints/latest.json" ] && python3 train/export_checkpoint.py "$RUN" "$OUT/ckpt" --part-mb 15.9
   cp "$LOG" "$OUT/stdout.log" 2>/dev/null
   tail -c 300000 "$LOG" > "$OUT/stdout.log" 2>/dev/null
   return 0
