@@ -132,27 +132,26 @@ class ResidualVectorQuantize(keras.layers.Layer):
             raise ValueError(f"n_quantizers must be in 1..{self.n_codebooks}, got {n_quantizers}")
         return n
 
-    def _training_depths(self, batch_size):
+    def _training_depths(self, z):
         """Per-example number of active levels under quantizer dropout (DAC's scheme).
 
         The first ``quantizer_dropout · B`` examples use a random depth in ``1..n_codebooks``; the rest use all
-        levels. Only those first examples see the bitrates the model will be asked for at inference.
+        levels. Only those first examples see the bitrates the model will be asked for at inference. Written for a
+        batch size known only at run time (``tf.data`` / ``PyDataset`` batches under ``tf.function``).
         """
-        full = ops.full((batch_size,), self.n_codebooks + 1, dtype="int32")
+        ones = ops.ones_like(z[:, 0, 0], dtype="float32")
+        full = ops.cast(ones, "int32") * (self.n_codebooks + 1)
         if self.quantizer_dropout <= 0.0:
             return full
-        random_depth = keras.random.randint(
-            (batch_size,), 1, self.n_codebooks + 1, dtype="int32", seed=self.seed_generator
-        )
-        n_dropout = int(batch_size * self.quantizer_dropout)
-        return ops.where(ops.arange(batch_size) < n_dropout, random_depth, full)
+        uniform = keras.random.uniform(ops.shape(ones), seed=self.seed_generator)
+        random_depth = ops.minimum(ops.cast(ops.floor(uniform * self.n_codebooks), "int32") + 1, self.n_codebooks)
+        position = ops.cumsum(ones) - 1.0
+        n_dropout = ops.floor(ops.sum(ones) * self.quantizer_dropout)
+        return ops.where(position < n_dropout, random_depth, full)
 
     def call(self, z, n_quantizers=None, training=False):
         if training:
-            batch_size = z.shape[0]
-            if batch_size is None:
-                raise ValueError("training needs a static batch size (use drop_remainder=True)")
-            depths = self._training_depths(batch_size)
+            depths = self._training_depths(z)
             levels = self.n_codebooks
         else:
             depths = None

@@ -73,3 +73,19 @@ def test_codebook_dim_per_level():
     assert latents.shape == (1, 3, 14)
     with pytest.raises(ValueError):
         ResidualVectorQuantize(input_dim=16, n_codebooks=3, codebook_dim=[2, 4])
+
+
+def test_quantizer_dropout_with_batch_size_known_only_at_run_time():
+    # tf.data / PyDataset batches reach train_step with shape (None, T, C) under tf.function.
+    import tensorflow as tf
+
+    rvq = ResidualVectorQuantize(input_dim=16, n_codebooks=4, codebook_size=32, codebook_dim=4,
+                                 quantizer_dropout=0.5)
+    rvq.build((None, None, 16))
+    fn = tf.function(lambda z: rvq(z, training=True), input_signature=[tf.TensorSpec((None, None, 16))])
+    z = np.random.RandomState(0).randn(8, 5, 16).astype("float32")
+    z_q, codes, latents, commit, book = fn(z)
+    assert z_q.shape == (8, 5, 16) and codes.shape == (8, 4, 5)
+    # The last half of the batch always uses every level, so its output equals the full-depth inference output.
+    full = rvq(z, training=False)[0]
+    np.testing.assert_allclose(np.asarray(z_q)[4:], np.asarray(full)[4:], atol=1e-5)
