@@ -254,14 +254,13 @@ def test_peak_rss_of_a_child_command():
     assert r["seconds"] > 0
 
 
-@pytest.mark.slow
-def test_memory_probe_of_our_codec(tmp_path):
-    """The full probe (a fresh interpreter imports TensorFlow: ~20 s), kept out of CI; the cheaper test above
-    covers the measuring mechanism."""
-    pytest.importorskip("ml_audio_encoder.compress", reason="compress.py not written yet")
-    from ml_audio_encoder.bench.memprobe import peak_rss_ours
+def test_memory_probe_and_speed_table_of_our_codec():
+    """Compress + decompress in a fresh interpreter (imports TensorFlow: ~15 s) and the speed table built on it."""
+    from ml_audio_encoder.bench import speed
 
-    sf.write(tmp_path / "x.wav", _tone(2.0, 16000), 16000)
-    r = peak_rss_ours("random:tiny_test", str(tmp_path / "x.wav"), str(tmp_path / "x.mlae"))
+    rows = speed.measure("random:tiny_test", seconds=(2.0,), sample_rate=16000)
+    (r,) = rows
     assert r["peak_rss_mb"] >= r["baseline_mb"] > 50
-    assert (tmp_path / "x.mlae").stat().st_size > 0
+    assert r["encode_rtf"] > 0 and r["decode_rtf"] > 0
+    table = speed.markdown(rows, "random:tiny_test")
+    assert "| 2 s |" in table and "peak RSS MB" in table

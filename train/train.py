@@ -47,8 +47,19 @@ def load_config(path, overrides=()):
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = _parse_value(value)
     return config
+
+
+def _parse_value(text):
+    # YAML 1.1 reads "1e-3" (no dot) as a string; on a command line that is always meant as a number.
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _merge(base, update):

@@ -49,12 +49,14 @@ def peak_rss_of_command(cmd: list[str], timeout: float | None = None) -> dict:
 
 
 def peak_rss_ours(model_spec: str, input_path: str, output_path: str, n_quantizers: int | None = None,
-                  timeout: float | None = None) -> dict:  # fmt: skip
+                  timeout: float | None = None, decode_to: str | None = None) -> dict:  # fmt: skip
     """Compress `input_path` with the model in a fresh interpreter; {"peak_rss_mb", "baseline_mb", "seconds"}."""
     cmd = [sys.executable, "-m", "ml_audio_encoder.bench.memprobe", "ours", "--model", model_spec,
            "--input", input_path, "--output", output_path]  # fmt: skip
     if n_quantizers:
         cmd += ["--n-quantizers", str(n_quantizers)]
+    if decode_to:
+        cmd += ["--decode-to", decode_to]
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # the child must import this very package, installed or not
@@ -79,8 +81,16 @@ def _main_ours(args) -> None:
     f = compress(model, args.input, n_quantizers=args.n_quantizers)
     write(args.output, f)
     dt = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"peak_rss_mb": peak, "baseline_mb": baseline, "seconds": dt}))
+    result = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "baseline_mb": baseline,
+              "seconds": dt}
+    if args.decode_to:
+        from ml_audio_encoder.compress import decompress
+
+        t = time.perf_counter()
+        decompress(model, args.output, args.decode_to)
+        result["decode_seconds"] = time.perf_counter() - t
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps(result))
 
 
 def main(argv=None) -> None:
@@ -91,6 +101,7 @@ def main(argv=None) -> None:
     o.add_argument("--input", required=True)
     o.add_argument("--output", required=True)
     o.add_argument("--n-quantizers", type=int, default=None)
+    o.add_argument("--decode-to", help="also decompress the .mlae into this audio file (timed; peak covers both)")
     args = p.parse_args(argv)
     if args.codec == "ours":
         _main_ours(args)

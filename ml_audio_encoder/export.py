@@ -1,0 +1,165 @@
+"""Export a trained codec for serving without this package: a TensorFlow SavedModel (and a TFLite decoder).
+
+SavedModel (:func:`export_savedmodel`)
+    Two serving signatures, both for any batch size and any length:
+
+    * ``encode``: ``audio`` float32 ``(batch, samples, 1)`` and ``n_quantizers`` int32 scalar (``0`` = all levels)
+      -> ``codes`` int32 ``(batch, n_q, ceil(samples / hop_length))``;
+    * ``decode``: ``codes`` int32 ``(batch, n_q, frames)`` with any ``1 <= n_q <= n_codebooks``
+      -> ``audio`` float32 ``(batch, frames · hop_length, 1)``.
+
+    The loaded object also has plain functions: ``loaded.encode(audio)`` (all levels),
+    ``loaded.encode(audio, n_quantizers)`` and ``loaded.decode(codes)``, returning tensors, plus the scalars
+    ``loaded.sample_rate``, ``loaded.hop_length``, ``loaded.n_codebooks``, ``loaded.codebook_size`` and the
+    strings ``loaded.fingerprint``, ``loaded.preset`` and ``loaded.config_json`` (``tf.Variable``s).
+    The same facts are in ``assets/mlae_model.json`` (read it with :func:`read_metadata`).
+
+    Encoding runs all quantizer levels and keeps the first ``n_quantizers`` (residual quantization makes the first
+    levels independent of the later ones, so the codes equal ``model.encode(audio, n)``). Decoding pads the codes to
+    ``n_codebooks`` levels and masks the missing levels' contributions to zero, so one graph serves every level
+    count and the audio equals ``model.decode(model.quantizer.from_codes(codes)[0])``.
+    Decoded audio is whole frames long; trim it to the input length yourself.
+
+TFLite (:func:`export_tflite`)
+    The decoder only, for a fixed ``(1, n_codebooks, frames)`` codes input (TFLite wants static shapes for the
+    transposed convolutions). See the function's docstring for what was checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+METADATA_ASSET = "mlae_model.json"
+EXPORT_FORMAT_VERSION = 1
+
+
+def _metadata(model) -> dict:
+    config = model.get_config()
+    return {
+        "format": "ml_audio_encoder.savedmodel",
+        "format_version": EXPORT_FORMAT_VERSION,
+        "preset": model.preset,
+        "sample_rate": int(model.sample_rate),
+        "hop_length": int(model.hop_length),
+        "n_codebooks": int(model.n_codebooks),
+        "codebook_size": int(model.codebook_size),
+        "fingerprint": model.fingerprint(),
+        "config": {k: v for k, v in config.items() if k not in ("name", "trainable", "dtype")},
+    }
+
+
+def _require_tensorflow_backend():
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            f"SavedModel/TFLite export needs KERAS_BACKEND=tensorflow (this process uses {keras.backend.backend()!r})"
+        )
+
+
+def _decode_all_levels(model, codes):
+    """``codes`` ``(B, n_q, T)`` with a run-time ``n_q`` -> audio, summing only the first ``n_q`` levels."""
+    import tensorflow as tf
+
+    rvq = model.quantizer
+    n_cb = rvq.n_codebooks
+    codes = tf.convert_to_tensor(codes, tf.int32)
+    n_q = tf.shape(codes)[1]
+    checks = [
+        tf.debugging.assert_greater_equal(n_q, 1, message="codes need at least one quantizer level"),
+        tf.debugging.assert_less_equal(n_q, n_cb, message=f"codes have more than {n_cb} quantizer levels"),
+        tf.debugging.assert_greater_equal(tf.reduce_min(codes), 0, message="negative code"),
+        tf.debugging.assert_less(tf.reduce_max(codes), rvq.codebook_size, message="code out of codebook range"),
+    ]
+    with tf.control_dependencies(checks):
+        padded = tf.pad(codes, [[0, 0], [0, n_cb - n_q], [0, 0]])
+    z_q = None
+    for i in range(n_cb):
+        z_q_i = rvq.quantizers[i].out_proj(rvq.quantizers[i].embed_codes(padded[:, i, :]))
+        if i:  # level 0 is always present; later ones count only below n_q (x·0 keeps the sum bit-exact)
+            z_q_i = z_q_i * tf.cast(i < n_q, z_q_i.dtype)
+        z_q = z_q_i if z_q is None else z_q + z_q_i
+    return model.decode(z_q)
+
+
+def _encode_codes(model, audio, n_quantizers):
+    """Codes of all levels, cut to the first ``n_quantizers`` (a run-time int32 scalar; ``<= 0`` means all)."""
+    import tensorflow as tf
+
+    n_cb = model.n_codebooks
+    n_q = tf.where(n_quantizers <= 0, tf.constant(n_cb, tf.int32), tf.cast(n_quantizers, tf.int32))
+    check = tf.debugging.assert_less_equal(n_q, n_cb, message=f"n_quantizers must be at most {n_cb}")
+    with tf.control_dependencies([check]):
+        codes = model.encode(audio, training=False)[1]
+        return tf.identity(codes[:, :n_q, :])
+
+
+def _build_module(model, metadata):
+    import tensorflow as tf
+
+    audio_spec = tf.TensorSpec((None, None, 1), tf.float32, name="audio")
+    n_q_spec = tf.TensorSpec((), tf.int32, name="n_quantizers")
+    codes_spec = tf.TensorSpec((None, None, None), tf.int32, name="codes")
+
+    module = tf.Module(name="mlae_codec")
+    module.weights = [getattr(v, "value", v) for v in model.variables]  # the tf.Variables the graphs capture
+    module.sample_rate = tf.Variable(metadata["sample_rate"], dtype=tf.int32, trainable=False, name="sample_rate")
+    module.hop_length = tf.Variable(metadata["hop_length"], dtype=tf.int32, trainable=False, name="hop_length")
+    module.n_codebooks = tf.Variable(metadata["n_codebooks"], dtype=tf.int32, trainable=False, name="n_codebooks")
+    module.codebook_size = tf.Variable(metadata["codebook_size"], dtype=tf.int32, trainable=False,
+                                       name="codebook_size")
+    module.fingerprint = tf.Variable(metadata["fingerprint"], dtype=tf.string, trainable=False, name="fingerprint")
+    module.preset = tf.Variable(metadata["preset"], dtype=tf.string, trainable=False, name="preset")
+    module.config_json = tf.Variable(json.dumps(metadata["config"], sort_keys=True), dtype=tf.string,
+                                     trainable=False, name="config_json")
+
+    # Nothing is traced here: tf.saved_model.save traces under its own save context and would not reuse earlier
+    # traces. The signature wrappers call the plain functions, so each model graph is traced once.
+    @tf.function(input_signature=[audio_spec, n_q_spec])
+    def encode(audio, n_quantizers=0):
+        return _encode_codes(model, audio, n_quantizers)
+
+    @tf.function(input_signature=[codes_spec])
+    def decode(codes):
+        return _decode_all_levels(model, codes)
+
+    @tf.function(input_signature=[audio_spec, n_q_spec])
+    def encode_signature(audio, n_quantizers):
+        return {"codes": encode(audio, n_quantizers)}
+
+    @tf.function(input_signature=[codes_spec])
+    def decode_signature(codes):
+        return {"audio": decode(codes)}
+
+    module.encode, module.decode = encode, decode
+    signatures = {"encode": encode_signature, "decode": decode_signature}
+    return module, signatures
+
+
+def export_savedmodel(model, out_dir):
+    """Write ``model`` as a TensorFlow SavedModel with ``encode``/``decode`` signatures to ``out_dir``.
+
+    Returns ``out_dir``. Loads back with ``tf.saved_model.load(out_dir)`` in any TensorFlow process (this package
+    and Keras are not needed there). See the module docstring for the signatures.
+    """
+    import tensorflow as tf
+
+    _require_tensorflow_backend()
+    out_dir = os.fspath(out_dir)
+    metadata = _metadata(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        meta_path = os.path.join(tmp, METADATA_ASSET)
+        with open(meta_path, "w") as f:
+            json.dump(metadata, f, indent=2, sort_keys=True)
+        module, signatures = _build_module(model, metadata)
+        module.metadata_file = tf.saved_model.Asset(meta_path)  # copied into out_dir/assets/
+        tf.saved_model.save(module, out_dir, signatures=signatures)
+    return out_dir
+
+
+def read_metadata(savedmodel_dir) -> dict:
+    """The model facts an exported SavedModel carries (``assets/mlae_model.json``), without loading TensorFlow."""
+    with open(os.path.join(os.fspath(savedmodel_dir), "assets", METADATA_ASSET)) as f:
+        return json.load(f)

@@ -1,0 +1,23 @@
+"""train/train.py's config handling: ``base:`` inheritance and command-line overrides."""
+
+import os
+
+from train.train import CONF_DIR, load_config
+
+
+def test_small_config_inherits_thesis_hyper_parameters_and_overrides_parse():
+    config = load_config(os.path.join(CONF_DIR, "small_24khz.yml"),
+                         ["optim.lr=1e-3", "data.batch_size=4", "train.name_tag=x", "optim.betas=[0.5, 0.9]"])
+    assert config["preset"] == "small_24khz"
+    assert config["optim"]["lr"] == 1e-3 and isinstance(config["optim"]["lr"], float)  # YAML 1.1 reads "1e-3" as str
+    assert config["data"]["batch_size"] == 4 and config["train"]["name_tag"] == "x"
+    assert config["optim"]["betas"] == [0.5, 0.9]
+    assert config["loss_weights"]["mel"] == 15.0  # from thesis_44khz.yml
+    assert config["discriminator"]["periods"] == [2, 3, 5, 7, 11]
+
+
+def test_every_shipped_config_loads():
+    for name in os.listdir(CONF_DIR):
+        if name.endswith(".yml"):
+            config = load_config(os.path.join(CONF_DIR, name))
+            assert {"preset", "data", "optim", "train"} <= set(config), name
