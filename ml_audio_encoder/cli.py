@@ -3,6 +3,7 @@
     mlae compress IN... [-o OUT_OR_DIR] [--kbps K | --n-quantizers N] [--model PRESET_OR_PATH] [--win-duration S]
     mlae decompress IN.mlae... [-o OUT_OR_DIR] [--model PRESET_OR_PATH]
     mlae info FILE.mlae...
+    mlae export [--format savedmodel|tflite] OUT [--model PRESET_OR_PATH] [--preset P] [--frames N]
     mlae bench ...            (see ``mlae bench --help``)
 
 Bad input ends with one line ``mlae: error: ...`` on stderr and exit status 1 (argparse usage errors: 2).
@@ -25,8 +26,15 @@ MODEL_HELP = (
 
 
 # -- model selection --------------------------------------------------------------------------------------------
-def load_model(spec: str | None = None, preset: str | None = None):
-    """Resolve ``--model``/``--preset`` to an ``MLAudioEncoder`` (see ``MODEL_HELP``)."""
+def load_model(spec=None, preset: str | None = None):
+    """Resolve ``--model``/``--preset`` to an ``MLAudioEncoder`` (see ``MODEL_HELP``); a model passes through.
+
+    The one place that turns a model spec into a model: the CLI, the benchmark and the scripts all use it.
+    """
+    if spec is not None and not isinstance(spec, (str, os.PathLike)):
+        return spec
+    import glob
+
     from . import MLAudioEncoder
     from . import weights as weight_files
     from .presets import PRESETS, pretrained_path
@@ -47,7 +55,8 @@ def load_model(spec: str | None = None, preset: str | None = None):
     head, _, tail = spec.partition(":")
     if head in PRESETS and tail:
         preset, spec = head, tail
-    if not os.path.exists(spec):
+    split_npz = spec.endswith(".npz") and glob.glob(glob.escape(spec[:-4]) + ".part1of*.npz")
+    if not os.path.exists(spec) and not split_npz:
         raise FileNotFoundError(f"{spec}: no such model file, and not a preset (presets: {', '.join(PRESETS)})")
     if spec.endswith(".keras"):
         import keras
@@ -160,6 +169,27 @@ def _info(args) -> int:
     return 0
 
 
+# -- export (SavedModel / TFLite; see ml_audio_encoder.export) ---------------------------------------------------
+def _export(args) -> int:
+    from . import export
+
+    model = load_model(args.model, args.preset)
+    try:
+        if args.format == "savedmodel":
+            export.export_savedmodel(model, args.output)
+            what = "SavedModel with signatures encode(audio, n_quantizers) and decode(codes)"
+        else:
+            export.export_tflite(model, args.output, frames=args.frames)
+            frames = args.frames or round(model.frame_rate)
+            what = f"TFLite decoder for codes (1, {model.n_codebooks}, {frames})"
+    except RuntimeError as exc:  # wrong backend or a failed TFLite conversion: a user-facing error, not a crash
+        raise ValueError(str(exc)) from exc
+    if not args.quiet:
+        print(f"{args.output}: {what}; model {model.preset} (weights {model.fingerprint()[:12]}), "
+              f"{model.sample_rate} Hz, hop {model.hop_length}")
+    return 0
+
+
 def _bench(argv) -> int:
     try:
         from .bench.cli import main as bench_main
@@ -173,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .compress import DEFAULT_WIN_DURATION
 
     parser = argparse.ArgumentParser(prog="mlae", description="Neural audio codec: compress audio to .mlae files.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{compress,decompress,info,bench}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{compress,decompress,info,export,bench}")
 
     def add_model_args(p):
         p.add_argument("--model", default=None, help=MODEL_HELP)
@@ -203,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe .mlae files")
     i.add_argument("files", nargs="+", metavar="FILE.mlae")
     i.set_defaults(func=_info)
+
+    e = sub.add_parser("export", help="write the model as a TensorFlow SavedModel or a TFLite decoder")
+    e.add_argument("output", metavar="OUT", help="SavedModel folder, or .tflite file")
+    e.add_argument("--format", choices=("savedmodel", "tflite"), default="savedmodel",
+                   help="savedmodel: encode + decode signatures, any length; tflite: the decoder only, fixed "
+                        "length (default savedmodel)")
+    e.add_argument("--frames", type=int, default=None,
+                   help="tflite only: code frames per decoder call (default: one second)")
+    add_model_args(e)
+    e.set_defaults(func=_export)
 
     sub.add_parser("bench", help="benchmark against Opus/Codec2 (mlae bench --help)", add_help=False)
     return parser

@@ -4,7 +4,7 @@
     python train/overfit.py CLIP.ogg [--steps 400] [--out train/runs/overfit]
 
 Writes ``log.csv`` (step, mel loss, ...) and ``overfit.png`` (the curve) into ``--out``. The clip is resampled to
-the tiny model's 16 kHz; batches are random excerpts of it. Uses the smoke config's tiny discriminator.
+the tiny model's 16 kHz; batches are random excerpts of it. With ``--gan`` the smoke config's tiny discriminators train too.
 """
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=3.0, help="length of the clip to keep")
     p.add_argument("--out", default=os.path.join(os.path.dirname(CONF_DIR), "runs", "overfit"))
     p.add_argument("--set", nargs="*", default=[])
+    p.add_argument("--gan", action="store_true", help="train with the discriminators (default: reconstruction only)")
     args = p.parse_args(argv)
 
     config = load_config(os.path.join(CONF_DIR, "smoke.yml"), ["optim.lr=1e-3", "optim.gamma=1.0", *args.set])
     keras.utils.set_random_seed(0)
     trainer = build(config)
+    trainer.set_adversarial(args.gan)
     g = trainer.generator
     audio, sr = audio_io.load(args.clip)
     clip = audio_io.resample(audio.mean(axis=0), sr, g.sample_rate)[: int(args.seconds * g.sample_rate)]

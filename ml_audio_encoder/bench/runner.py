@@ -75,36 +75,9 @@ def load_model(spec):
     - a `.keras` file: `keras.saving.load_model`;
     - a `.npz` weights file written by `weights.save_weights` (it records the model config).
     """
-    if not isinstance(spec, (str, os.PathLike)):
-        return spec
-    spec = os.fspath(spec)
-    from ml_audio_encoder import MLAudioEncoder
-    from ml_audio_encoder import weights as W
-    from ml_audio_encoder.presets import PRESETS
+    from ml_audio_encoder.cli import load_model as resolve
 
-    if spec.startswith("random:"):
-        return MLAudioEncoder.from_preset(spec.split(":", 1)[1], pretrained=False)
-    if spec in PRESETS:
-        return MLAudioEncoder.from_preset(spec, pretrained=True)
-    head, _, tail = spec.partition(":")
-    if head in PRESETS and tail:
-        return W.load_weights(MLAudioEncoder.from_preset(head, pretrained=False), tail)
-    if os.path.exists(spec) or os.path.exists(spec + ".npz"):
-        if spec.endswith(".keras"):
-            import keras
-
-            return keras.saving.load_model(spec, compile=False)
-        if not spec.endswith(".weights.h5"):
-            arrays, meta = W.load_arrays(spec)
-            config = dict(meta.get("config") or {})
-            if config:
-                model = MLAudioEncoder.from_config(config)
-                W.assign(model.weights, arrays, what=os.path.basename(spec))
-                return model
-        raise ValueError(f"--model {spec}: the file records no model config; use PRESET:{spec}")
-    raise ValueError(
-        f"--model {spec!r}: not a preset ({', '.join(sorted(PRESETS))}), random:PRESET, PRESET:PATH or a weights file"
-    )
+    return resolve(spec)
 
 
 def model_info(model) -> dict:
