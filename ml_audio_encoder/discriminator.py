@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from .layers import TorchUniform, weight_norm_initializers
 from .spectral import stft
 
 __all__ = [
@@ -55,47 +56,6 @@ def _scaled(width, scale, multiple=1):
     return max(multiple, int(round(width * scale / multiple)) * multiple)
 
 
-class _TorchUniform(keras.initializers.Initializer):
-    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default Conv init (kaiming_uniform with a=sqrt(5)).
-
-    The values are drawn with numpy from a seed taken from Keras' global RNG (so ``keras.utils.set_random_seed``
-    makes them reproducible): drawing per-shape with ``keras.random`` costs one XLA compilation per distinct shape
-    under JAX, which made building the full discriminator take ~20 s on CPU.
-    """
-
-    def __init__(self, fan_in, seed=None):
-        self.fan_in = int(fan_in)
-        self.seed = seed
-
-    def __call__(self, shape, dtype=None):
-        bound = 1.0 / math.sqrt(max(1, self.fan_in))
-        dtype = dtype or "float32"
-        try:
-            seed = int(ops.convert_to_numpy(keras.random.randint((), 0, 2**31 - 1, seed=self.seed)))
-        except Exception:  # symbolic / traced context: fall back to keras.random
-            return keras.random.uniform(shape, -bound, bound, dtype=dtype, seed=self.seed)
-        values = np.random.default_rng(seed).uniform(-bound, bound, size=shape)
-        return ops.convert_to_tensor(values.astype(keras.backend.standardize_dtype(dtype)))
-
-    def get_config(self):
-        return {"fan_in": self.fan_in, "seed": self.seed}
-
-
-def _norm_init(variable):
-    """Initializer returning the per-output-channel norm of ``variable`` (so ``g = ||v||`` at init)."""
-
-    def init(shape, dtype=None):
-        try:
-            v = ops.convert_to_numpy(variable)
-            return ops.convert_to_tensor(
-                np.sqrt(np.sum(np.square(v.astype(np.float64)), axis=tuple(range(v.ndim - 1)))).astype(
-                    keras.backend.standardize_dtype(dtype or "float32")))
-        except Exception:  # symbolic / traced context
-            return ops.cast(WNConv2d._v_norm(variable), dtype or "float32")
-
-    return init
-
-
 @keras.saving.register_keras_serializable(package=_PKG)
 class WNConv2d(keras.layers.Layer):
     """Weight-normalised 2-D convolution, channels-last, with PyTorch padding semantics.
@@ -130,12 +90,11 @@ class WNConv2d(keras.layers.Layer):
             raise ValueError(f"input channels {in_channels} must be known and divisible by groups={self.groups}")
         kh, kw = self.kernel_size
         fan_in = kh * kw * (in_channels // self.groups)
-        init = _TorchUniform(fan_in)
-        self.weight_v = self.add_weight(name="weight_v", shape=(kh, kw, in_channels // self.groups, self.filters),
-                                        initializer=init)
-        # g = ||v|| at initialisation; the initializer reads v, which is always created (and initialised) first.
-        self.weight_g = self.add_weight(name="weight_g", shape=(self.filters,),
-                                        initializer=_norm_init(self.weight_v))
+        init = TorchUniform(fan_in)
+        shape = (kh, kw, in_channels // self.groups, self.filters)
+        v_init, g_init = weight_norm_initializers(shape, fan_in, (0, 1, 2))
+        self.weight_v = self.add_weight(name="weight_v", shape=shape, initializer=v_init)
+        self.weight_g = self.add_weight(name="weight_g", shape=(self.filters,), initializer=g_init)
         if self.use_bias:
             self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=init)
         else:

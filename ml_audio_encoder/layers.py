@@ -12,14 +12,54 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 register = keras.saving.register_keras_serializable(package="ml_audio_encoder")
 
 # PyTorch's default conv init (kaiming-uniform with a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)); DAC trains
 # from it because its trunc-normal init never reaches weight-normed kernels. Matching it keeps DAC's recipe valid.
-def _torch_default_init():
-    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
+class TorchUniform(keras.initializers.Initializer):
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default conv init (kaiming_uniform with a=sqrt(5)), as DAC.
+
+    Drawn with numpy (its global RNG, which ``keras.utils.set_random_seed`` seeds, or ``seed``): the models build
+    themselves symbolically, where variable initialization is deferred into a stateless scope that Keras' own RNG
+    cannot run in, and per-shape ``keras.random`` draws cost one XLA compilation each under JAX.
+    """
+
+    def __init__(self, fan_in, seed=None):
+        self.fan_in = int(fan_in)
+        self.seed = seed
+
+    def sample(self, shape):
+        bound = 1.0 / math.sqrt(max(1, self.fan_in))
+        rng = np.random if self.seed is None else np.random.default_rng(self.seed)
+        return rng.uniform(-bound, bound, size=tuple(shape)).astype(np.float32)
+
+    def __call__(self, shape, dtype=None):
+        return ops.convert_to_tensor(self.sample(shape).astype(keras.backend.standardize_dtype(dtype or "float32")))
+
+    def get_config(self):
+        return {"fan_in": self.fan_in, "seed": self.seed}
+
+
+def weight_norm_initializers(shape, fan_in, norm_axes):
+    """Initializers ``(v, g)`` for a weight-normalized kernel: ``v ~ TorchUniform(fan_in)``, ``g = ||v||``.
+
+    Both come from one numpy draw, so the initial kernel ``g · v / ||v||`` equals ``v`` exactly. (Assigning g in
+    ``build`` does not work: inside the symbolic build the assignment is silently dropped, g stayed 1, every conv
+    got unit-norm filters, activations grew ~3x per block and the tanh output saturated.)
+    """
+    v = TorchUniform(fan_in).sample(shape)
+    g = np.sqrt(np.sum(np.square(v.astype(np.float64)), axis=tuple(norm_axes))).astype(np.float32)
+
+    def constant(value):
+        def init(shape, dtype=None):
+            return ops.convert_to_tensor(value.astype(keras.backend.standardize_dtype(dtype or "float32")))
+
+        return init
+
+    return constant(v), constant(g)
 
 
 @register
@@ -68,15 +108,16 @@ class _WeightNorm(keras.layers.Layer):
     def build(self, input_shape):
         in_channels = input_shape[-1]
         shape = self._kernel_shape(in_channels)
-        self.kernel_v = self.add_weight(name="kernel_v", shape=shape, initializer=_torch_default_init())
-        self.kernel_g = self.add_weight(name="kernel_g", shape=(self.filters,), initializer="ones")
-        self.kernel_g.assign(ops.sqrt(ops.sum(ops.square(self.kernel_v), axis=self._norm_axes)))
+        # PyTorch's fan_in: in·k for a conv, out·k for a transposed conv (its weight is (in, out, k)).
+        fan_in = shape[0] * shape[1]
+        v_init, g_init = weight_norm_initializers(shape, fan_in, self._norm_axes)
+        self.kernel_v = self.add_weight(name="kernel_v", shape=shape, initializer=v_init)
+        self.kernel_g = self.add_weight(name="kernel_g", shape=(self.filters,), initializer=g_init)
         if self.use_bias:
-            bound = 1.0 / math.sqrt(in_channels * self.kernel_size)
             self.bias = self.add_weight(
                 name="bias",
                 shape=(self.filters,),
-                initializer=keras.initializers.RandomUniform(-bound, bound),
+                initializer=TorchUniform(fan_in),
             )
 
     def kernel(self, dtype):

@@ -55,3 +55,20 @@ def test_residual_unit_keeps_shape_and_serializes():
     assert clone.get_config() == unit.get_config()
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(unit))
     assert isinstance(restored, ResidualUnit) and restored.dilation == 3
+
+
+def test_weight_norm_starts_with_g_equal_to_the_norm_of_v_inside_a_built_model():
+    # Regression: an assign() of g inside the model's symbolic build was silently dropped (g stayed 1).
+    from ml_audio_encoder import MLAudioEncoder
+
+    model = MLAudioEncoder.from_preset("tiny_test")
+    convs = [l for l in model._flatten_layers() if hasattr(l, "kernel_g")]
+    assert convs
+    for layer in convs:
+        v = np.asarray(layer.kernel_v)
+        norm = np.sqrt((v.astype(np.float64) ** 2).sum(axis=layer._norm_axes))
+        np.testing.assert_allclose(np.asarray(layer.kernel_g), norm, rtol=1e-5)
+    # ...so activations keep their scale through the encoder instead of growing block after block.
+    x = np.random.RandomState(0).randn(1, 1600, 1).astype("float32") * 0.1
+    z = np.asarray(model.encoder(x))
+    assert np.std(z) < 1.0
