@@ -49,6 +49,11 @@ def load_model(spec=None, preset: str | None = None):
         return shipped(preset or DEFAULT_PRESET)
     spec = os.fspath(spec)
     if spec.startswith("random:"):
+        # Seeded, so every process draws the same weights: a file compressed with random:PRESET decompresses
+        # (the weights fingerprint in the file matches) and the pipeline can be tried before any training.
+        import keras
+
+        keras.utils.set_random_seed(0)
         return MLAudioEncoder.from_preset(spec.split(":", 1)[1], pretrained=False)
     if spec in PRESETS:
         return shipped(spec)

@@ -124,9 +124,7 @@ class CodecTrainer(keras.Model):
         """Every generator loss term (unweighted) and their weighted sum under ``"loss/generator"``."""
         y = out["audio"]
         terms = {
-            "mel": self.mel_loss(x, y),
-            "stft": self.stft_loss(x, y),
-            "waveform_l1": self.waveform_loss(x, y),
+            **self._reconstruction_terms(x, y),
             "vq/commitment": out["vq/commitment_loss"],
             "vq/codebook": out["vq/codebook_loss"],
         }
@@ -135,13 +133,18 @@ class CodecTrainer(keras.Model):
         total = sum(self.loss_weights.get(k, 0.0) * v for k, v in terms.items())
         return total, terms
 
-    def _test_terms(self, x, y):
+    def _reconstruction_terms(self, x, y):
+        # ``Loss.call`` (per-item values) and a plain mean, not ``Loss.__call__``: under ``tf.distribute`` Keras'
+        # reduction also divides by the number of replicas, which the train step already does (``share``); the
+        # reconstruction terms were scaled by 1 / replicas twice and logged at 1 / replicas of their value.
         return {
-            "mel": self.mel_loss(x, y),
-            "stft": self.stft_loss(x, y),
-            "waveform_l1": self.waveform_loss(x, y),
-            "si_sdr": ops.mean(L.si_sdr(x, y)),
+            "mel": ops.mean(self.mel_loss.call(x, y)),
+            "stft": ops.mean(self.stft_loss.call(x, y)),
+            "waveform_l1": ops.mean(self.waveform_loss.call(x, y)),
         }
+
+    def _test_terms(self, x, y):
+        return {**self._reconstruction_terms(x, y), "si_sdr": ops.mean(L.si_sdr(x, y))}
 
     # -- TensorFlow plumbing ----------------------------------------------------------------------------------
     def _tf_train_step(self, data):

@@ -136,3 +136,9 @@ def test_bench_is_delegated(monkeypatch):
     monkeypatch.setattr(bench_cli, "main", lambda argv: seen.append(argv) or 0)
     assert cli.main(["bench", "--model", "random:tiny_test", "--limit", "1"]) == 0
     assert seen == [["--model", "random:tiny_test", "--limit", "1"]]
+
+
+def test_random_model_spec_is_the_same_in_every_call():
+    from ml_audio_encoder.cli import load_model
+
+    assert load_model("random:tiny_test").fingerprint() == load_model("random:tiny_test").fingerprint()
