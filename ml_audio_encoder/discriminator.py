@@ -204,15 +204,10 @@ class PeriodDiscriminator(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package=_PKG)
-class MultiPeriodDiscriminator(keras.layers.Layer):
-    """A ``PeriodDiscriminator`` per period; returns a list (per period) of lists of feature maps."""
+class _DiscriminatorGroup(keras.layers.Layer):
+    """Several sub-discriminators on the same audio; ``call`` returns one list of feature maps per member."""
 
-    def __init__(self, periods=(2, 3, 5, 7, 11), channels=MPD_CHANNELS, **kwargs):
-        super().__init__(**kwargs)
-        self.periods = tuple(int(p) for p in periods)
-        self.channels = tuple(int(c) for c in channels)
-        self.discriminators = [PeriodDiscriminator(p, self.channels, name=f"mpd_{p}") for p in self.periods]
+    discriminators: list
 
     def build(self, input_shape=None):
         for d in self.discriminators:
@@ -221,6 +216,17 @@ class MultiPeriodDiscriminator(keras.layers.Layer):
 
     def call(self, audio):
         return [d(audio) for d in self.discriminators]
+
+
+@keras.saving.register_keras_serializable(package=_PKG)
+class MultiPeriodDiscriminator(_DiscriminatorGroup):
+    """A ``PeriodDiscriminator`` per period; returns a list (per period) of lists of feature maps."""
+
+    def __init__(self, periods=(2, 3, 5, 7, 11), channels=MPD_CHANNELS, **kwargs):
+        super().__init__(**kwargs)
+        self.periods = tuple(int(p) for p in periods)
+        self.channels = tuple(int(c) for c in channels)
+        self.discriminators = [PeriodDiscriminator(p, self.channels, name=f"mpd_{p}") for p in self.periods]
 
     def get_config(self):
         config = super().get_config()
@@ -300,7 +306,7 @@ class BandDiscriminator(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
-class MultiBandSTFTDiscriminator(keras.layers.Layer):
+class MultiBandSTFTDiscriminator(_DiscriminatorGroup):
     """A ``BandDiscriminator`` per STFT window length; returns a list (per window) of lists of feature maps."""
 
     def __init__(self, window_lengths=(2048, 1024, 512), hop_factor=0.25, bands=BANDS, channels=32, **kwargs):
@@ -311,14 +317,6 @@ class MultiBandSTFTDiscriminator(keras.layers.Layer):
         self.channels = int(channels)
         self.discriminators = [BandDiscriminator(w, self.hop_factor, self.bands, self.channels, name=f"mrd_{w}")
                                for w in self.window_lengths]
-
-    def build(self, input_shape=None):
-        for d in self.discriminators:
-            d.build(input_shape)
-        self.built = True
-
-    def call(self, audio):
-        return [d(audio) for d in self.discriminators]
 
     def get_config(self):
         config = super().get_config()

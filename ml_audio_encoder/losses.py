@@ -67,8 +67,21 @@ def _log_l1(ref, est, clamp_eps, power):
     return _per_item_mean(ops.abs(diff)) * abs(power)
 
 
+class _SpectralL1:
+    """The per-scale terms the mel and STFT losses share (DAC's): ``log_weight · L1(log10 clamp(·)^pow)`` plus
+    ``mag_weight · L1(|est - ref|)``, per item."""
+
+    def _spectral_l1(self, ref, est):
+        loss = 0.0
+        if self.log_weight:
+            loss = loss + self.log_weight * _log_l1(ref, est, self.clamp_eps, self.pow)
+        if self.mag_weight:
+            loss = loss + self.mag_weight * _per_item_mean(ops.abs(est - ref))
+        return loss
+
+
 @keras.saving.register_keras_serializable(package=_PKG)
-class MelSpectrogramLoss(keras.losses.Loss):
+class MelSpectrogramLoss(_SpectralL1, keras.losses.Loss):
     """Multi-scale mel-spectrogram distance, as DAC's ``MelSpectrogramLoss`` with DAC's training settings.
 
     For each scale: mel magnitudes (Slaney filterbank on the periodic-Hann STFT magnitude, hop ``w // 4``,
@@ -100,11 +113,7 @@ class MelSpectrogramLoss(keras.losses.Loss):
         for w, fb in zip(self.window_lengths, self._filters):
             real, imag = stft(both, w, w // 4)
             mel = ops.matmul(magnitude(real, imag), ops.convert_to_tensor(fb))
-            ref, est = mel[:b], mel[b:]
-            if self.log_weight:
-                loss = loss + self.log_weight * _log_l1(ref, est, self.clamp_eps, self.pow)
-            if self.mag_weight:
-                loss = loss + self.mag_weight * _per_item_mean(ops.abs(est - ref))
+            loss = loss + self._spectral_l1(mel[:b], mel[b:])
         return loss
 
     def get_config(self):
@@ -116,7 +125,7 @@ class MelSpectrogramLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
-class MultiScaleSTFTLoss(keras.losses.Loss):
+class MultiScaleSTFTLoss(_SpectralL1, keras.losses.Loss):
     """Multi-scale STFT loss (DDSP; DAC's ``MultiScaleSTFTLoss``): per window,
     ``log_weight * L1(log10(clamp(|X|, clamp_eps) ** pow)) + mag_weight * L1(|X|)``, hop ``w // 4``."""
 
@@ -135,11 +144,7 @@ class MultiScaleSTFTLoss(keras.losses.Loss):
         for w in self.window_lengths:
             real, imag = stft(both, w, w // 4)
             mag = magnitude(real, imag)
-            ref, est = mag[:b], mag[b:]
-            if self.log_weight:
-                loss = loss + self.log_weight * _log_l1(ref, est, self.clamp_eps, self.pow)
-            if self.mag_weight:
-                loss = loss + self.mag_weight * _per_item_mean(ops.abs(est - ref))
+            loss = loss + self._spectral_l1(mag[:b], mag[b:])
         return loss
 
     def get_config(self):

@@ -1,13 +1,14 @@
 """Training losses: multi-scale mel / STFT distances against a numpy reference, their behaviour under distortion,
 waveform L1, SI-SDR, and the least-squares GAN and feature-matching losses on hand-made inputs."""
 
+import itertools
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import sweep
+
 from ml_audio_encoder import losses as L
 from ml_audio_encoder.discriminator import Discriminator
 from ml_audio_encoder.spectral import mel_filters
@@ -46,7 +47,7 @@ def test_default_loss_weights_are_dacs():
     assert L.DEFAULT_LOSS_WEIGHTS == {
         "mel": 15.0, "adv/feat": 2.0, "adv/gen": 1.0, "vq/commitment": 0.25, "vq/codebook": 1.0,
     }
-    from ml_audio_encoder.trainer import CodecTrainer, DEFAULT_LOSS_WEIGHTS
+    from ml_audio_encoder.trainer import DEFAULT_LOSS_WEIGHTS, CodecTrainer
 
     assert DEFAULT_LOSS_WEIGHTS == L.DEFAULT_LOSS_WEIGHTS
     # Every weighted term is one the trainer produces (a misspelt key would be silently ignored).
@@ -77,9 +78,9 @@ def test_mel_loss_is_zero_for_identical_audio_and_grows_with_noise_and_low_pass(
     x = _x()
     assert _f(loss(x, x)) == pytest.approx(0.0, abs=1e-6)
     noisy = [_f(loss(x, x + _noise(x.shape, level))) for level in (1e-4, 1e-3, 1e-2, 1e-1)]
-    assert noisy[0] > 0 and all(a < b for a, b in zip(noisy, noisy[1:])), noisy
+    assert noisy[0] > 0 and all(a < b for a, b in itertools.pairwise(noisy)), noisy
     lowpassed = [_f(loss(x, _lowpass(x, cutoff))) for cutoff in (6000, 3000, 1000)]
-    assert lowpassed[0] > 0 and all(a < b for a, b in zip(lowpassed, lowpassed[1:])), lowpassed
+    assert lowpassed[0] > 0 and all(a < b for a, b in itertools.pairwise(lowpassed)), lowpassed
 
 
 def test_mel_loss_matches_a_numpy_reference_and_sums_over_scales():
@@ -116,9 +117,9 @@ def test_stft_loss_is_zero_for_identical_audio_and_grows_with_distortion():
     x = _x()
     assert _f(loss(x, x)) == pytest.approx(0.0, abs=1e-6)
     noisy = [_f(loss(x, x + _noise(x.shape, level))) for level in (1e-4, 1e-3, 1e-2, 1e-1)]
-    assert all(a < b for a, b in zip(noisy, noisy[1:])), noisy
+    assert all(a < b for a, b in itertools.pairwise(noisy)), noisy
     lowpassed = [_f(loss(x, _lowpass(x, cutoff))) for cutoff in (6000, 3000, 1000)]
-    assert all(a < b for a, b in zip(lowpassed, lowpassed[1:])), lowpassed
+    assert all(a < b for a, b in itertools.pairwise(lowpassed)), lowpassed
 
 
 def test_reconstruction_losses_average_per_item_losses_over_the_batch():

@@ -13,14 +13,13 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 import types
 
 import keras
 import numpy as np
 import pytest
-
 from conftest import sweep
+
 from ml_audio_encoder import losses as L
 from ml_audio_encoder.callbacks import CheckpointCallback, Checkpointer, NaNGuard
 from ml_audio_encoder.trainer import DEFAULT_LOSS_WEIGHTS, CodecTrainer
@@ -64,10 +63,6 @@ def unchanged(variables, before):
     return [v.path for v, b in zip(variables, before) if np.array_equal(np.asarray(v.numpy()), b)]
 
 
-def nonfinite(variables):
-    return [v.path for v in variables if not np.isfinite(np.asarray(v.numpy())).all()]
-
-
 def iterations(optimizer):
     return int(np.asarray(optimizer.iterations.numpy()))
 
@@ -97,13 +92,17 @@ def unchanged(variables, before):
 
 def nonfinite(variables):
     return [v.path for v in variables if not np.isfinite(np.asarray(v.numpy())).all()]
+
+def iterations(optimizer):
+    return int(np.asarray(optimizer.iterations.numpy()))
 """
 
 # JAX: one fit step (XLA-compiled, as always under JAX) on a one-block generator and a one-period, one-STFT
 # discriminator (compiling the GAN step is what costs here), then a checkpoint restored into a fresh trainer.
 _JAX_SCRIPT = _PRELUDE + """
 overrides = TINY + ["model.encoder_rates=[8]", "model.decoder_rates=[8]", "discriminator.periods=[2]",
-                    "discriminator.fft_sizes=[128]", "discriminator.bands=[[0.0, 0.5], [0.5, 1.0]]"]
+                    "discriminator.fft_sizes=[128]", "discriminator.bands=[[0.0, 0.5], [0.5, 1.0]]",
+                    "train.jit_compile=true"]
 config = load_config(os.path.join(CONF_DIR, "smoke.yml"), overrides)
 keras.utils.set_random_seed(0)
 t = build(config)
@@ -117,13 +116,13 @@ out = {
     "g_unchanged": unchanged(t.generator.trainable_variables, g_before),
     "d_unchanged": unchanged(t.discriminator.trainable_variables, d_before),
     "nonfinite": nonfinite(t.trainable_variables),
-    "iterations": [int(np.asarray(t.g_optimizer.iterations.numpy())), int(np.asarray(t.d_optimizer.iterations.numpy()))],
+    "iterations": [iterations(t.g_optimizer), iterations(t.d_optimizer)],
 }
 keras.utils.set_random_seed(1)
 fresh = build(config)
 record = Checkpointer(ckdir, fresh).restore()
 out["restored_step"] = record["step"]
-out["restored_iterations"] = int(np.asarray(fresh.g_optimizer.iterations.numpy()))
+out["restored_iterations"] = iterations(fresh.g_optimizer)
 pairs = [(fresh.generator.weights, t.generator.weights), (fresh.discriminator.weights, t.discriminator.weights),
          (fresh.optimizer.variables, t.optimizer.variables)]
 out["restored_equal"] = [all(np.array_equal(np.asarray(a.numpy()), np.asarray(b.numpy())) for a, b in zip(x, y))
@@ -142,7 +141,8 @@ cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 config = load_config(os.path.join(CONF_DIR, "smoke.yml"),
-                     TINY + ["discriminator.periods=[2]", "discriminator.fft_sizes=[128]", "model.quantizer_dropout=0.0"])
+                     TINY + ["discriminator.periods=[2]", "discriminator.fft_sizes=[128]",
+                             "model.quantizer_dropout=0.0"])
 x = audio(5)
 ds = tf.data.Dataset.from_tensor_slices(x).batch(4, drop_remainder=True)  # one step; the 5th clip is dropped
 
@@ -168,7 +168,7 @@ out = {
     "unchanged": unchanged(t.trainable_variables, before),
     "nonfinite": nonfinite(t.trainable_variables),
     "replicas_in_sync": bool(replicas_in_sync),
-    "iterations": [int(np.asarray(t.g_optimizer.iterations.numpy())), int(np.asarray(t.d_optimizer.iterations.numpy()))],
+    "iterations": [iterations(t.g_optimizer), iterations(t.d_optimizer)],
     "checkpoint_step": record and record["step"],
 }
 single, before, single_history, _ = run(tf.distribute.get_strategy().scope())
@@ -183,7 +183,12 @@ print("RESULT " + json.dumps(out))
 """
 
 _SCRIPTS = {
-    "test_jax_fit_step_updates_every_weight_and_checkpoints": (_JAX_SCRIPT, {"KERAS_BACKEND": "jax"}),
+    "test_jax_fit_step_updates_every_weight_and_checkpoints": (_JAX_SCRIPT, {
+        "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+        # Faster XLA:CPU compilation of the one step (a third less); nothing here is timed.
+        "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+                      " --xla_llvm_disable_expensive_passes=true").strip(),
+    }),
     "test_mirrored_strategy_on_two_logical_cpus": (_MIRRORED_SCRIPT, {"KERAS_BACKEND": "tensorflow"}),
 }
 
@@ -197,11 +202,8 @@ def subprocess_runs(request, tmp_path_factory):
     for name, (script, env) in _SCRIPTS.items():
         if name not in selected:
             continue
-        env = {**os.environ, **env, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2",
-               # Faster XLA:CPU compilation of the one JAX step; nothing here is timed.
-               "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-                             " --xla_llvm_disable_expensive_passes=true").strip()}
-        log = open(folder / f"{name}.log", "w+")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+        log = open(folder / f"{name}.log", "w+")  # noqa: SIM115 (closed at teardown)
         proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=ROOT)
         runs[name] = (proc, log)
@@ -359,7 +361,8 @@ def test_checkpoint_resumes_step_optimizer_state_and_weights(gan_run):
     record = Checkpointer(gan_run.directory, b).restore()
     assert record["step"] == 1 and record["epoch"] == 1
     assert iterations(b.optimizer) == iterations(b.g_optimizer) == iterations(b.d_optimizer) == 1
-    for variables, expected in ((b.generator.weights, saved["g_weights"]), (b.discriminator.weights, saved["d_weights"]),
+    for variables, expected in ((b.generator.weights, saved["g_weights"]),
+                                (b.discriminator.weights, saved["d_weights"]),
                                 (b.optimizer.variables, saved["opt"])):
         assert len(variables) == len(expected)
         for v, e in zip(variables, expected):
