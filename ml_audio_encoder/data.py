@@ -36,6 +36,7 @@ import soundfile as sf
 __all__ = [
     "DOMAINS",
     "AUDIO_EXTENSIONS",
+    "iter_audio_files",
     "MANIFEST_COLUMNS",
     "AudioItem",
     "load_manifest",
@@ -196,6 +197,16 @@ def write_manifest(items: Iterable[AudioItem], path: str | os.PathLike, relative
     os.replace(tmp, path)
 
 
+def iter_audio_files(folder, extensions=AUDIO_EXTENSIONS):
+    """Paths of the audio files under ``folder``, recursively, in a deterministic order (sorted per folder)."""
+    extensions = tuple(extensions)
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.lower().endswith(extensions):
+                yield os.path.join(dirpath, name)
+
+
 def scan_folder(folder: str | os.PathLike, domain: str | None = None, split: str = "train",
                 probe: bool = False) -> list[AudioItem]:
     """All audio files under ``folder`` (sorted). The domain is ``domain`` when given, else the first path component
@@ -203,29 +214,24 @@ def scan_folder(folder: str | os.PathLike, domain: str | None = None, split: str
     ``general``. The source is the first sub-folder name. With ``probe`` the header is read for duration/rate."""
     folder = os.path.abspath(os.fspath(folder))
     items = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if not name.lower().endswith(AUDIO_EXTENSIONS):
+    for full in iter_audio_files(folder):
+        parts = os.path.relpath(full, folder).split(os.sep)
+        dom = domain
+        if dom is None:
+            for comp in parts[:-1]:
+                if comp.lower() in _DOMAIN_ALIASES:
+                    dom = _DOMAIN_ALIASES[comp.lower()]
+                    break
+        kw = {}
+        if probe:
+            try:
+                info = sf.info(full)
+                kw = dict(duration_s=info.frames / info.samplerate, sample_rate=info.samplerate,
+                          channels=info.channels)
+            except Exception:  # noqa: BLE001 - unreadable files are skipped
                 continue
-            full = os.path.join(dirpath, name)
-            parts = os.path.relpath(full, folder).split(os.sep)
-            dom = domain
-            if dom is None:
-                for comp in parts[:-1]:
-                    if comp.lower() in _DOMAIN_ALIASES:
-                        dom = _DOMAIN_ALIASES[comp.lower()]
-                        break
-            kw = {}
-            if probe:
-                try:
-                    info = sf.info(full)
-                    kw = dict(duration_s=info.frames / info.samplerate, sample_rate=info.samplerate,
-                              channels=info.channels)
-                except Exception:  # noqa: BLE001 - unreadable files are skipped
-                    continue
-            items.append(AudioItem(path=full, domain=_norm_domain(dom), source=parts[0] if len(parts) > 1 else "",
-                                   split=split, **kw))
+        items.append(AudioItem(path=full, domain=_norm_domain(dom), source=parts[0] if len(parts) > 1 else "",
+                               split=split, **kw))
     return items
 
 

@@ -37,7 +37,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
 from ml_audio_encoder.data import (  # noqa: E402
-    AUDIO_EXTENSIONS, AudioItem, assign_splits, stable_hash, summarize_items, write_manifest,
+    AudioItem, iter_audio_files, assign_splits, stable_hash, summarize_items, write_manifest,
 )
 
 # package -> domains it contributes (for --domains) and a one-line description
@@ -273,16 +273,10 @@ def _probe(path: str):
 def scan_package(pkg: str, data_dir: str, jobs: int) -> tuple[list[dict], int]:
     pkg_dir = os.path.join(data_dir, "debs", pkg)
     cands = []
-    for dirpath, dirnames, filenames in os.walk(pkg_dir):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if not name.lower().endswith(AUDIO_EXTENSIONS):
-                continue
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, pkg_dir).replace(os.sep, "/")
-            lab = classify(pkg, rel)
-            if lab is not None:
-                cands.append((full, lab))
+    for full in iter_audio_files(pkg_dir):
+        lab = classify(pkg, os.path.relpath(full, pkg_dir).replace(os.sep, "/"))
+        if lab is not None:
+            cands.append((full, lab))
     with ThreadPoolExecutor(jobs) as ex:
         probes = list(ex.map(lambda c: _probe(c[0]), cands))
     rows, bad = [], 0

@@ -99,9 +99,11 @@ def load_ravdess(root: str | os.PathLike, include_song: bool = False) -> list[Be
 
 def load_folder(root: str | os.PathLike, domain: str = "", extensions=AUDIO_EXTENSIONS) -> list[BenchItem]:
     """Every audio file under `root`, recursively, sorted by path."""
+    from ml_audio_encoder.data import iter_audio_files
+
     root = Path(root)
     exts = tuple(e.lower() for e in extensions)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+    files = sorted(Path(p) for p in iter_audio_files(root, exts))
     if not files:
         raise FileNotFoundError(f"no audio files ({', '.join(exts)}) under {root}")
     return [BenchItem(str(f), "folder", domain, label=f.parent.name) for f in files]
