@@ -21,33 +21,68 @@ DEFAULT_PRESET = "small_24khz"
 
 MODEL_HELP = (
     "a preset name (with its shipped weights), random:PRESET (random weights, for testing), a .keras model file, "
-    "or a weights file (.weights.h5 or .npz; give the architecture with --preset, or PRESET:PATH)"
+    "a weights file (.weights.h5 or .npz; give the architecture with --preset, or PRESET:PATH), or the .json of a "
+    "LiteRT export (mlae export --format lite)"
 )
 
 
 # -- model selection --------------------------------------------------------------------------------------------
-def load_model(spec=None, preset: str | None = None):
-    """Resolve ``--model``/``--preset`` to an ``MLAudioEncoder`` (see ``MODEL_HELP``); a model passes through.
+ENGINES = ("auto", "keras", "lite")
+
+
+def load_model(spec=None, preset: str | None = None, engine: str = "auto"):
+    """Resolve ``--model``/``--preset`` to a codec (see ``MODEL_HELP``); a model passes through.
 
     The one place that turns a model spec into a model: the CLI, the benchmark and the scripts all use it.
+    ``engine`` picks the runtime for shipped weights and LiteRT exports: ``lite`` (:class:`~.lite.LiteCodec`, no
+    TensorFlow, ~1/3 of the memory), ``keras`` (:class:`MLAudioEncoder`, needed for training and for the model's
+    internals), or ``auto``: LiteRT where its files and ``ai-edge-litert`` are there, else Keras. Files written by
+    one runtime decode with the other (both carry the Keras weights' fingerprint).
     """
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         return spec
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     import glob
 
-    from . import MLAudioEncoder
-    from . import weights as weight_files
-    from .presets import PRESETS, pretrained_path
+    from . import lite
+    from .presets import PRESETS, pretrained_lite_prefix
+
+    def use_lite(what):
+        if engine == "keras":
+            return False
+        if lite.available():
+            return True
+        if engine == "lite":
+            raise ValueError(f"{what}: the LiteRT runtime is not installed (pip install ai-edge-litert)")
+        return False
 
     def shipped(name):
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        pretrained_path(name)  # fails fast with a clear message before the model is built
+        shipped_lite = pretrained_lite_prefix(name)  # fails fast with a clear message if nothing ships
+        if shipped_lite and use_lite(name):
+            return lite.LiteCodec.load(*shipped_lite)
+        if engine == "lite":
+            raise ValueError(f"no LiteRT files ship for preset {name!r}")
+        from . import MLAudioEncoder
+
         return MLAudioEncoder.from_preset(name, pretrained=True)
 
     if spec is None:
         return shipped(preset or DEFAULT_PRESET)
     spec = os.fspath(spec)
+    if spec in PRESETS:
+        return shipped(spec)
+    if spec.endswith(".json") and os.path.exists(spec):  # PREFIX.json of `mlae export --format lite`
+        if not use_lite(spec):
+            raise ValueError(f"{spec}: a LiteRT export runs with --engine lite or auto, not keras")
+        return lite.LiteCodec.load(spec[: -len(".json")])
+    if engine == "lite":
+        raise ValueError(f"{spec}: the LiteRT runtime runs shipped presets and LiteRT exports (PREFIX.json) only")
+    from . import MLAudioEncoder
+    from . import weights as weight_files
+
     if spec.startswith("random:"):
         # Seeded, so every process draws the same weights: a file compressed with random:PRESET decompresses
         # (the weights fingerprint in the file matches) and the pipeline can be tried before any training.
@@ -55,8 +90,6 @@ def load_model(spec=None, preset: str | None = None):
 
         keras.utils.set_random_seed(0)
         return MLAudioEncoder.from_preset(spec.split(":", 1)[1], pretrained=False)
-    if spec in PRESETS:
-        return shipped(spec)
     head, _, tail = spec.partition(":")
     if head in PRESETS and tail:
         preset, spec = head, tail
@@ -109,7 +142,7 @@ def _compress(args) -> int:
     from . import codec_file
     from .compress import compress
 
-    model = load_model(args.model, args.preset)
+    model = load_model(args.model, args.preset, args.engine)
     n_q = n_quantizers_for_kbps(model, args.kbps) if args.kbps is not None else args.n_quantizers
     normalize_db = None if args.no_normalize else args.normalize_db
     for src in args.inputs:
@@ -133,7 +166,7 @@ def _decompress(args) -> int:
         f = codec_file.read(src)
         key = f.preset if args.model is None and args.preset is None else None
         if key not in models:
-            models[key] = load_model(args.model, args.preset or key)
+            models[key] = load_model(args.model, args.preset or key, args.engine)
         dst = _output_path(src, args.output, len(args.inputs) > 1, f"_decoded.{args.format}")
         decompress(models[key], f, out_path=dst, verbose=not args.quiet)
         if not args.quiet:
@@ -178,11 +211,15 @@ def _info(args) -> int:
 def _export(args) -> int:
     from . import export
 
-    model = load_model(args.model, args.preset)
+    model = load_model(args.model, args.preset, engine="keras")
     try:
         if args.format == "savedmodel":
             export.export_savedmodel(model, args.output)
             what = "SavedModel with signatures encode(audio, n_quantizers) and decode(codes)"
+        elif args.format == "lite":
+            prefix = args.output[: -len(".json")] if args.output.endswith(".json") else args.output
+            paths = export.export_lite(model, prefix, float16=not args.float32)
+            what = "LiteRT codec " + ", ".join(os.path.basename(p) for p in paths.values())
         else:
             export.export_tflite(model, args.output, frames=args.frames)
             frames = args.frames or round(model.frame_rate)
@@ -205,14 +242,16 @@ def _bench(argv) -> int:
 
 # -- parser -----------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from .compress import DEFAULT_WIN_DURATION
-
     parser = argparse.ArgumentParser(prog="mlae", description="Neural audio codec: compress audio to .mlae files.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{compress,decompress,info,export,bench}")
 
-    def add_model_args(p):
+    def add_model_args(p, engine=True):
         p.add_argument("--model", default=None, help=MODEL_HELP)
         p.add_argument("--preset", default=None, help="architecture for a weights file (or the preset to use)")
+        if engine:
+            p.add_argument("--engine", choices=ENGINES, default="auto",
+                           help="runtime for shipped weights: lite (LiteRT, no TensorFlow, least memory), keras, "
+                                "or auto: lite when installed (default)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
 
     c = sub.add_parser("compress", help="audio files -> .mlae")
@@ -221,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate = c.add_mutually_exclusive_group()
     rate.add_argument("--kbps", type=float, help="highest bitrate per channel: picks the most levels that fit")
     rate.add_argument("-n", "--n-quantizers", type=int, help="quantizer levels to code (default: all)")
-    c.add_argument("--win-duration", type=float, default=DEFAULT_WIN_DURATION,
-                   help=f"seconds per coding window; bounds memory (default {DEFAULT_WIN_DURATION:g})")
+    c.add_argument("--win-duration", type=float, default=None,
+                   help="seconds per coding window; bounds memory (default: 5 with Keras, 1.5 with LiteRT)")
     c.add_argument("--normalize-db", type=float, default=-16.0, help="loudness to code at, LUFS (default -16)")
     c.add_argument("--no-normalize", action="store_true", help="code at the input's own loudness")
     add_model_args(c)
@@ -239,14 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("files", nargs="+", metavar="FILE.mlae")
     i.set_defaults(func=_info)
 
-    e = sub.add_parser("export", help="write the model as a TensorFlow SavedModel or a TFLite decoder")
-    e.add_argument("output", metavar="OUT", help="SavedModel folder, or .tflite file")
-    e.add_argument("--format", choices=("savedmodel", "tflite"), default="savedmodel",
-                   help="savedmodel: encode + decode signatures, any length; tflite: the decoder only, fixed "
-                        "length (default savedmodel)")
+    e = sub.add_parser("export", help="write the model as a TensorFlow SavedModel, a LiteRT codec or a TFLite decoder")
+    e.add_argument("output", metavar="OUT", help="SavedModel folder, LiteRT file prefix, or .tflite file")
+    e.add_argument("--format", choices=("savedmodel", "lite", "tflite"), default="savedmodel",
+                   help="savedmodel: encode + decode signatures, any length; lite: encoder + decoder flatbuffers "
+                        "and OUT.json for --model OUT.json (any length, no TensorFlow needed to run); tflite: the "
+                        "decoder only, fixed length (default savedmodel)")
+    e.add_argument("--float32", action="store_true", help="lite only: keep float32 weights (default float16)")
     e.add_argument("--frames", type=int, default=None,
                    help="tflite only: code frames per decoder call (default: one second)")
-    add_model_args(e)
+    add_model_args(e, engine=False)
     e.set_defaults(func=_export)
 
     sub.add_parser("bench", help="benchmark against Opus/Codec2 (mlae bench --help)", add_help=False)

@@ -10,6 +10,10 @@ exactly what a whole-file pass sees there. Decoding mirrors this: each ``W``-fra
 context frames of codes each side and only its central ``W · hop`` samples are kept. No code or sample is sent or
 produced twice, and memory depends on ``W + 2C``, not on the file's length.
 
+``model`` is an :class:`~ml_audio_encoder.model.MLAudioEncoder` or a :class:`~ml_audio_encoder.lite.LiteCodec`:
+anything with ``encode_codes``, ``decode_codes``, ``fingerprint()`` and the model facts (rate, hop, levels,
+codebook size, receptive field). This module imports neither Keras nor TensorFlow itself.
+
 Level handling: the input's integrated loudness is measured (a first streaming pass), the resampled signal is
 scaled to ``normalize_db`` LUFS and, if that would push a peak above 1, attenuated further. The total gain is
 stored and decoding divides it out exactly, restoring the input's level.
@@ -28,6 +32,12 @@ from .codec_file import MLAEFile
 from .errors import AudioInputError, CodecFileError
 
 DEFAULT_WIN_DURATION = 5.0  # seconds per window (as DAC); the 2C context frames cost a few percent on top
+
+
+def default_win_duration(model) -> float:
+    """Seconds per window when the caller gives none: the model's own choice (``LiteCodec`` picks shorter
+    windows, its interpreter's memory grows with the window), else :data:`DEFAULT_WIN_DURATION`."""
+    return float(getattr(model, "default_win_duration", DEFAULT_WIN_DURATION))
 
 
 def context_frames(model) -> int:
@@ -149,6 +159,8 @@ def _sample_windows(
 
 
 def _to_numpy(x) -> np.ndarray:
+    if isinstance(x, np.ndarray):  # the LiteRT runtime returns numpy; Keras is then never imported
+        return x
     import keras
 
     return keras.ops.convert_to_numpy(x)
@@ -159,7 +171,7 @@ def compress(
     model,
     path_or_array,
     sample_rate: int | None = None,
-    win_duration: float = DEFAULT_WIN_DURATION,
+    win_duration: float | None = None,
     n_quantizers: int | None = None,
     normalize_db: float | None = -16.0,
     verbose: bool = False,
@@ -167,7 +179,8 @@ def compress(
     """Code an audio file (any libsndfile/librosa format) or a ``(channels, samples)`` array into an ``MLAEFile``.
 
     Each channel is coded separately at the model's rate; ``n_quantizers`` levels are coded and stored (all by
-    default). ``normalize_db=None`` disables loudness normalisation (peak protection still applies). Files are
+    default), in windows of ``win_duration`` seconds (default: :func:`default_win_duration`).
+    ``normalize_db=None`` disables loudness normalisation (peak protection still applies). Files are
     streamed twice (measure, then encode) and never held whole in memory. Raises :class:`AudioInputError` for
     unusable input and ``FileNotFoundError`` for a missing file.
     """
@@ -182,13 +195,15 @@ def compress(
     gain = np.float32(10 ** (gain_db / 20))
 
     n_frames = math.ceil(audio_io.resampled_length(length, source.rate, model_rate) / hop)
+    if win_duration is None:
+        win_duration = default_win_duration(model)
     window, context = window_frames(model, win_duration), context_frames(model)
     codes = np.zeros((source.channels, n_q, n_frames), np.int32)
     scaled = (block * gain for block in audio_io.resample_blocks(source.blocks(), source.rate, model_rate))
     with _progress(math.ceil(n_frames / window), f"compress {source.name}", verbose) as bar:
         for start, count, lo, x in _sample_windows(scaled, source.channels, n_frames, hop, window, context):
-            _, window_codes, *_ = model.encode(x[:, :, None], n_quantizers=n_q, training=False)
-            codes[:, :, start : start + count] = _to_numpy(window_codes)[:, :, start - lo : start - lo + count]
+            window_codes = _to_numpy(model.encode_codes(x[:, :, None], n_quantizers=n_q))
+            codes[:, :, start : start + count] = window_codes[:, :, start - lo : start - lo + count]
             bar.update(1)
 
     return MLAEFile(
@@ -250,7 +265,10 @@ def decompress(model, mlae_file_or_path, out_path=None, verbose: bool = False, s
     if f.n_frames != math.ceil(model_length / hop):
         raise CodecFileError(f"{name}: {f.n_frames} frames do not match an original length of "
                              f"{f.original_length} samples at {f.sample_rate} Hz")
+    # Any window decodes to the same samples (each gets the full receptive field as context), so the decoder's
+    # own window bounds memory even for a file written with long chunks.
     window = f.chunk_length if f.chunk_length > 0 else max(1, f.n_frames)
+    window = min(window, window_frames(model, default_win_duration(model)))
     context = context_frames(model)
     inverse_gain = np.float32(10 ** (-f.applied_gain_db / 20))
 
@@ -258,8 +276,7 @@ def decompress(model, mlae_file_or_path, out_path=None, verbose: bool = False, s
         produced = 0
         with _progress(math.ceil(f.n_frames / window), f"decompress {name}", verbose) as bar:
             for start, count, lo, hi in _frame_windows(f.n_frames, window, context):
-                z = model.quantizer.from_codes(f.codes[:, :, lo:hi])[0]
-                audio = _to_numpy(model.decode(z))[:, :, 0]
+                audio = _to_numpy(model.decode_codes(f.codes[:, :, lo:hi]))[:, :, 0]
                 audio = audio[:, (start - lo) * hop : (start - lo + count) * hop]
                 audio = audio[:, : model_length - produced]  # drop the padding to whole frames
                 produced += audio.shape[1]

@@ -75,9 +75,17 @@ def _decode_all_levels(model, codes):
     ]
     with tf.control_dependencies(checks):
         padded = tf.pad(codes, [[0, 0], [0, n_cb - n_q], [0, 0]])
+    return _decode_first_levels(model, padded, n_q)
+
+
+def _decode_first_levels(model, codes, n_q):
+    """``codes`` ``(B, n_codebooks, T)`` -> audio from the first ``n_q`` (run-time int32) levels only."""
+    import tensorflow as tf
+
+    rvq = model.quantizer
     z_q = None
-    for i in range(n_cb):
-        z_q_i = rvq.quantizers[i].out_proj(rvq.quantizers[i].embed_codes(padded[:, i, :]))
+    for i in range(rvq.n_codebooks):
+        z_q_i = rvq.quantizers[i].out_proj(rvq.quantizers[i].embed_codes(codes[:, i, :]))
         if i:  # level 0 is always present; later ones count only below n_q (x·0 keeps the sum bit-exact)
             z_q_i = z_q_i * tf.cast(i < n_q, z_q_i.dtype)
         z_q = z_q_i if z_q is None else z_q + z_q_i
@@ -198,12 +206,21 @@ def export_tflite(model, out_path, frames=None, n_quantizers=None):
     def decode(codes):
         return {"audio": model.decode_codes(codes)}
 
-    concrete = decode.get_concrete_function()
+    return _write_tflite(decode.get_concrete_function(), module, out_path, "decoder")
+
+
+def _write_tflite(concrete, module, out_path, what, float16=False):
+    """Convert one traced function with the stock converter (builtin ops only) and write the flatbuffer."""
+    import tensorflow as tf
+
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+    if float16:  # weights stored as float16, computed in float32 (the interpreter dequantizes once at load)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
     try:
         flatbuffer = converter.convert()
     except Exception as exc:  # the converter raises several unrelated types (ConverterError, RuntimeError, ...)
-        raise RuntimeError(f"TFLite conversion of the decoder failed: {' '.join(str(exc).split())[:2000]}") from exc
+        raise RuntimeError(f"TFLite conversion of the {what} failed: {' '.join(str(exc).split())[:2000]}") from exc
     out_path = os.fspath(out_path)
     parent = os.path.dirname(out_path)
     if parent:
@@ -211,3 +228,48 @@ def export_tflite(model, out_path, frames=None, n_quantizers=None):
     with open(out_path, "wb") as f:
         f.write(flatbuffer)
     return out_path
+
+
+def lite_paths(prefix) -> dict:
+    """The three files of a LiteRT codec written with prefix ``prefix``."""
+    prefix = os.fspath(prefix)
+    return {"encoder": prefix + ".encoder.tflite", "decoder": prefix + ".decoder.tflite", "metadata": prefix + ".json"}
+
+
+def export_lite(model, prefix, float16=True):
+    """Write the whole codec for the TensorFlow-free LiteRT runtime (:mod:`ml_audio_encoder.lite`).
+
+    Files (see :func:`lite_paths`): ``PREFIX.encoder.tflite`` (audio float32 ``(1, samples, 1)``, samples a
+    multiple of ``hop_length``, -> codes int32 ``(1, n_codebooks, frames)``), ``PREFIX.decoder.tflite`` (codes
+    int32 ``(1, n_codebooks, frames)`` and ``n_quantizers`` int32 scalar -> audio ``(1, frames · hop, 1)``, levels
+    from ``n_quantizers`` on ignored) and ``PREFIX.json`` (the model facts, the Keras weights' fingerprint and the
+    receptive field, so chunking matches the Keras model's). The length is dynamic: the runtime resizes the input
+    per chunk. With ``float16`` (default) the weights are stored in half precision: half the size, and the
+    float32 compute keeps the output within float16 rounding of the Keras model. Returns the paths.
+    """
+    import tensorflow as tf
+
+    _require_tensorflow_backend()
+    paths = lite_paths(prefix)
+    module = tf.Module(name="mlae_lite")
+    module.weights = [getattr(v, "value", v) for v in model.variables]
+    n_cb = model.n_codebooks
+
+    # No model.preprocess here: its run-time padding hides the channel count from the converter, which then
+    # cannot lower the convolutions. The runtime feeds whole frames instead.
+    @tf.function(input_signature=[tf.TensorSpec((1, None, 1), tf.float32, name="audio")])
+    def encode(audio):
+        return {"codes": model.quantizer(model.encoder(audio), training=False)[1]}
+
+    @tf.function(input_signature=[tf.TensorSpec((1, n_cb, None), tf.int32, name="codes"),
+                                  tf.TensorSpec((), tf.int32, name="n_quantizers")])
+    def decode(codes, n_quantizers):
+        return {"audio": _decode_first_levels(model, codes, n_quantizers)}
+
+    _write_tflite(encode.get_concrete_function(), module, paths["encoder"], "encoder", float16)
+    _write_tflite(decode.get_concrete_function(), module, paths["decoder"], "decoder", float16)
+    metadata = {**_metadata(model), "format": "ml_audio_encoder.lite", "float16": bool(float16),
+                "context_frames": int(model.context_frames), "receptive_field": int(model.receptive_field)}
+    with open(paths["metadata"], "w") as f:
+        json.dump(metadata, f, indent=2, sort_keys=True)
+    return paths

@@ -303,6 +303,10 @@ class MLAudioEncoder(keras.Model):
         z = self.encoder(self.preprocess(audio))
         return self.quantizer(z, n_quantizers=n_quantizers, training=training)
 
+    def encode_codes(self, audio, n_quantizers=None):
+        """``(B, T, 1)`` audio -> int32 codes ``(B, n_q, ceil(T / hop))``: what a file stores."""
+        return self.encode(audio, n_quantizers, training=False)[1]
+
     def decode(self, z):
         """Quantized latent ``(B, frames, latent_dim)`` -> audio ``(B, frames · hop, 1)``."""
         return self.decoder(z)

@@ -51,23 +51,60 @@ PRESETS = {
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
 
-# Shipped weights: preset -> (file name inside ``pretrained/``, SHA-256 of the file). Filled in by training.
+# Shipped weights, written by ``train/ship.py``: preset -> the weights' fingerprint (``MLAudioEncoder.fingerprint``,
+# the SHA-256 that ``.mlae`` files carry) and each file inside ``pretrained/`` with its SHA-256. ``PRESET.npz`` is
+# for Keras; ``PRESET.encoder.tflite``/``.decoder.tflite``/``.json`` are the same weights for the LiteRT runtime.
+# BEGIN PRETRAINED
 PRETRAINED = {}
+# END PRETRAINED
 
 
-def pretrained_path(name):
-    """Path of the shipped weights of preset ``name``, verified against the recorded SHA-256."""
+def _entry(name):
     if name not in PRETRAINED:
         raise FileNotFoundError(
             f"no pretrained weights ship for preset {name!r}; pass a weights file (--model PATH) instead"
         )
-    filename, sha256 = PRETRAINED[name]
-    path = os.path.join(PRETRAINED_DIR, filename)
+    return PRETRAINED[name]
+
+
+def sha256_file(path):
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        actual = hashlib.sha256(f.read()).hexdigest()
-    if actual != sha256:
-        raise OSError(f"{path} is corrupted: SHA-256 {actual[:12]}… expected {sha256[:12]}…")
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path, expected):
+    """Raise ``OSError`` unless the file at ``path`` has SHA-256 ``expected``; returns ``path``."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise OSError(f"{path} is corrupted: SHA-256 {actual[:12]}… expected {expected[:12]}…")
     return path
+
+
+def pretrained_path(name):
+    """Path of the shipped Keras weights of preset ``name``, verified against the recorded SHA-256."""
+    files = _entry(name)["files"]
+    filename = f"{name}.npz"
+    return verify_sha256(os.path.join(PRETRAINED_DIR, filename), files[filename])
+
+
+def pretrained_fingerprint(name):
+    """The recorded fingerprint of preset ``name``'s shipped weights."""
+    return _entry(name)["fingerprint"]
+
+
+def pretrained_lite_prefix(name):
+    """``(prefix, sha256 by file name)`` of preset ``name``'s shipped LiteRT files, or ``None`` if none ship."""
+    files = _entry(name)["files"]
+    prefix = os.path.join(PRETRAINED_DIR, name)
+    from .export import lite_paths
+
+    if not all(os.path.basename(p) in files for p in lite_paths(prefix).values()):
+        return None
+    return prefix, files
 
 
 def load(name, pretrained=False, **overrides):
@@ -81,4 +118,7 @@ def load(name, pretrained=False, **overrides):
         from .weights import load_weights
 
         load_weights(model, pretrained_path(name))
+        if model.fingerprint() != pretrained_fingerprint(name):
+            raise OSError(f"shipped weights of {name!r} do not give the recorded fingerprint "
+                          f"{pretrained_fingerprint(name)[:12]}…")
     return model

@@ -22,6 +22,20 @@ def _l2_normalize(x, axis=-1, eps=1e-12):
     return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True)), eps)
 
 
+def _argmax_last(x):
+    """``argmax`` over the last axis as int32.
+
+    Keras' TensorFlow ``argmax`` adds a signed-zero fix built from bitwise ops that the TFLite converter cannot
+    lower, which would keep the encoder out of the LiteRT runtime (:mod:`ml_audio_encoder.lite`). A score of -0.0
+    against +0.0 is no preference between codes, so the plain op is just as right here.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.argmax(x, axis=-1, output_type=tf.int32)
+    return ops.cast(ops.argmax(x, axis=-1), "int32")
+
+
 @register
 class VectorQuantize(keras.layers.Layer):
     """One RVQ level: in-projection, nearest-code search, straight-through estimator, out-projection.
@@ -68,7 +82,7 @@ class VectorQuantize(keras.layers.Layer):
         book = _l2_normalize(ops.cast(self.codebook, z_e.dtype))
         # For unit vectors argmin ‖e - c‖² == argmax e·c; the matmul is the only O(T·K·d) work.
         scores = ops.einsum("btd,kd->btk", enc, book)
-        return ops.cast(ops.argmax(scores, axis=-1), "int32")
+        return _argmax_last(scores)
 
     def embed_codes(self, codes, dtype="float32"):
         """Codebook vectors (un-normalised, as DAC) for integer ``codes`` ``(B, T)`` -> ``(B, T, d)``."""

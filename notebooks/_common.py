@@ -54,7 +54,7 @@ def load_codec(preset: str = PRESET, seed: int = 0):
 
     spec = model_spec(preset)
     keras.utils.set_random_seed(seed)  # random weights are then the same on every run
-    model = load_model(spec)
+    model = load_model(spec, engine="keras")  # the notebooks read the model's internals
     print(f"codec {spec!r}: {model.sample_rate} Hz, {model.frame_rate:g} frames/s, {model.n_codebooks} RVQ levels "
           f"x {model.codebook_size} codes ({model.bitrate(model.n_codebooks) / 1000:g} kbps at full depth), "
           f"{model.count_params():,} parameters, weights {model.fingerprint()[:12]}")

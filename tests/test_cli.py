@@ -18,7 +18,7 @@ def weights(tiny_model, tmp_path_factory):
 @pytest.fixture
 def use_tiny(monkeypatch, tiny_model):
     """Skip rebuilding the model for tests about plumbing rather than model loading."""
-    monkeypatch.setattr(cli, "load_model", lambda spec=None, preset=None: tiny_model)
+    monkeypatch.setattr(cli, "load_model", lambda spec=None, preset=None, engine="auto": tiny_model)
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_compress_info_decompress_with_weights_file(weights, wav, tmp_path, caps
         assert expected in text
 
     # Loading is covered above (and costs a model build), so decompress reuses the in-memory model.
-    monkeypatch.setattr(cli, "load_model", lambda spec=None, preset=None: tiny_model)
+    monkeypatch.setattr(cli, "load_model", lambda spec=None, preset=None, engine="auto": tiny_model)
     dst = tmp_path / "back.flac"
     assert cli.main(["decompress", str(out), "-o", str(dst), "--model", f"tiny_test:{weights}", "-q"]) == 0
     info = sf.info(dst)

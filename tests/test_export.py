@@ -38,7 +38,7 @@ def exported(model, tmp_path_factory):
     """One export, through the CLI (``--model random:tiny_test`` resolved to the seeded model above)."""
     seen = {}
 
-    def fake_load_model(spec=None, preset=None):
+    def fake_load_model(spec=None, preset=None, engine="auto"):
         seen.update(spec=spec, preset=preset)
         return model
 
@@ -141,7 +141,7 @@ def test_savedmodel_metadata_asset(model, exported):
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 def test_cli_export_tflite_decoder(model, tmp_path, monkeypatch, capsys):
     tf = pytest.importorskip("tensorflow")
-    monkeypatch.setattr(cli, "load_model", lambda spec=None, preset=None: model)
+    monkeypatch.setattr(cli, "load_model", lambda spec=None, preset=None, engine="auto": model)
     out = tmp_path / "dec.tflite"
     assert cli.main(["export", "--format", "tflite", str(out), "--frames", "8", "--model", "random:tiny_test"]) == 0
     assert "TFLite decoder for codes (1, 4, 8)" in capsys.readouterr().out

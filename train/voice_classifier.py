@@ -392,7 +392,7 @@ def main(argv=None):
 
     spec = args.model or default_model_spec()
     keras.utils.set_random_seed(args.seed)  # random:PRESET weights are then reproducible (the cache checks anyway)
-    codec = load_model(spec)
+    codec = load_model(spec, engine="keras")
     args.codebook_size = codec.codebook_size
     if args.n_levels > codec.n_codebooks:
         raise SystemExit(f"--n-levels {args.n_levels} > the codec's {codec.n_codebooks} levels")

@@ -34,6 +34,8 @@ def _ints(text: str) -> list | None:
 def build_parser(prog: str = "mlae bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="preset name, random:PRESET, or a .keras / weights file")
+    p.add_argument("--engine", choices=("auto", "keras", "lite"), default="auto",
+                   help="runtime for shipped weights: lite (LiteRT), keras, or auto (lite when installed)")
     p.add_argument("--data", default="dev", help="dev | DIR (GTZAN, RAVDESS, any) | manifest.csv | file")
     p.add_argument("--kind", choices=("speech", "music", "general"), default="general",
                    help="picks the ViSQOL mode (speech: 16 kHz lattice; else audio 48 kHz) and the manifest domain")
@@ -67,12 +69,13 @@ def main(argv=None) -> int:
         print(f"mlae bench: no files in {args.data!r} for kind {args.kind}", file=sys.stderr)
         return 2
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, args.engine)
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"mlae bench: {e}", file=sys.stderr)
         return 2
     config = BenchConfig(
         kind=args.kind,
+        engine=args.engine,
         levels=_ints(args.levels),
         opus_kbps=_floats(args.opus_kbps),
         codec2_modes=tuple(m for m in args.codec2.split(",") if m.strip()),

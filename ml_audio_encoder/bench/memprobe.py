@@ -49,10 +49,11 @@ def peak_rss_of_command(cmd: list[str], timeout: float | None = None) -> dict:
 
 
 def peak_rss_ours(model_spec: str, input_path: str, output_path: str, n_quantizers: int | None = None,
-                  timeout: float | None = None, decode_to: str | None = None) -> dict:  # fmt: skip
+                  timeout: float | None = None, decode_to: str | None = None,
+                  engine: str = "auto") -> dict:  # fmt: skip
     """Compress `input_path` with the model in a fresh interpreter; {"peak_rss_mb", "baseline_mb", "seconds"}."""
     cmd = [sys.executable, "-m", "ml_audio_encoder.bench.memprobe", "ours", "--model", model_spec,
-           "--input", input_path, "--output", output_path]  # fmt: skip
+           "--input", input_path, "--output", output_path, "--engine", engine]  # fmt: skip
     if n_quantizers:
         cmd += ["--n-quantizers", str(n_quantizers)]
     if decode_to:
@@ -75,7 +76,7 @@ def _main_ours(args) -> None:
     from ml_audio_encoder.codec_file import write
     from ml_audio_encoder.compress import compress
 
-    model = load_model(args.model)
+    model = load_model(args.model, args.engine)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     t = time.perf_counter()
     f = compress(model, args.input, n_quantizers=args.n_quantizers)
@@ -101,6 +102,7 @@ def main(argv=None) -> None:
     o.add_argument("--input", required=True)
     o.add_argument("--output", required=True)
     o.add_argument("--n-quantizers", type=int, default=None)
+    o.add_argument("--engine", choices=("auto", "keras", "lite"), default="auto")
     o.add_argument("--decode-to", help="also decompress the .mlae into this audio file (timed; peak covers both)")
     args = p.parse_args(argv)
     if args.codec == "ours":

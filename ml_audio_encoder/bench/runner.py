@@ -40,6 +40,7 @@ class BenchConfig:
     memory_seconds: float = 600.0  # length of the file whose compression peak RSS is measured
     progress: bool = True
     spectrogram_kbps: float | None = None  # Opus bitrate of the spectrogram figure (None: closest pair)
+    engine: str = "auto"  # runtime of the memory probe's child (see cli.load_model)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -65,8 +66,8 @@ class BenchResult:
 # ------------------------------------------------------------------------------------------------------------------
 # model loading
 # ------------------------------------------------------------------------------------------------------------------
-def load_model(spec):
-    """`--model` -> an MLAudioEncoder.
+def load_model(spec, engine="auto"):
+    """`--model` -> a codec (an MLAudioEncoder, or a LiteCodec for shipped weights under engine auto/lite).
 
     - an MLAudioEncoder instance: returned as is;
     - "random:PRESET": the preset with random weights (tests, plumbing);
@@ -77,7 +78,7 @@ def load_model(spec):
     """
     from ml_audio_encoder.cli import load_model as resolve
 
-    return resolve(spec)
+    return resolve(spec, engine=engine)
 
 
 def model_info(model) -> dict:
@@ -215,7 +216,7 @@ def _long_signal(x: np.ndarray, sr: int, seconds: float) -> np.ndarray:
 
 
 def measure_memory(model, model_spec: str | None, x: np.ndarray, sr: int, seconds: float, opus_kbps: float,
-                   tmpdir: str) -> dict:  # fmt: skip
+                   tmpdir: str, engine: str = "auto") -> dict:  # fmt: skip
     """Peak RSS of compressing one `seconds`-long file (the first file tiled), ours and Opus, each in a child."""
     from ml_audio_encoder.bench.memprobe import peak_rss_of_command, peak_rss_ours
 
@@ -228,7 +229,7 @@ def measure_memory(model, model_spec: str | None, x: np.ndarray, sr: int, second
 
         spec = save_weights(model, os.path.join(tmpdir, "model.npz"))[0]
     try:
-        r = peak_rss_ours(spec, long_path, os.path.join(tmpdir, "memory_probe.mlae"))
+        r = peak_rss_ours(spec, long_path, os.path.join(tmpdir, "memory_probe.mlae"), engine=engine)
         out["ours"] = {**r, "audio_seconds": seconds, "rtf": r["seconds"] / seconds}
     except Exception as e:
         warnings.warn(f"memory probe (ours) failed: {e}")
@@ -249,7 +250,7 @@ def run_benchmark(model, items: list[BenchItem], config: BenchConfig | None = No
     config = config or BenchConfig()
     if isinstance(model, (str, os.PathLike)):
         model_spec = model_spec or os.fspath(model)
-        model = load_model(model)
+        model = load_model(model, config.engine)
     levels = config.levels or list(range(1, int(model.n_codebooks) + 1))
     levels = [n for n in levels if 1 <= n <= model.n_codebooks]
     do_visqol = bool(config.visqol)
@@ -342,7 +343,7 @@ def run_benchmark(model, items: list[BenchItem], config: BenchConfig | None = No
         with tempfile.TemporaryDirectory(prefix="mlae_mem_") as tmp:
             x, sr = first_audio
             kbps = min(config.opus_kbps, key=lambda k: abs(k - 6.0)) if config.opus_kbps else 6.0
-            memory = measure_memory(model, model_spec, x, sr, config.memory_seconds, kbps, tmp)
+            memory = measure_memory(model, model_spec, x, sr, config.memory_seconds, kbps, tmp, config.engine)
 
     codebook = None
     if all_codes:

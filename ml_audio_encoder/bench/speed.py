@@ -32,7 +32,7 @@ def _test_signal(seconds: float, sr: int, source: str | None) -> np.ndarray:
 
 
 def measure(model_spec: str, seconds=(60.0, 600.0), sample_rate: int = 44100, source: str | None = None,
-            n_quantizers: int | None = None) -> list[dict]:  # fmt: skip
+            n_quantizers: int | None = None, engine: str = "auto") -> list[dict]:  # fmt: skip
     import soundfile as sf
 
     from ml_audio_encoder.bench.memprobe import peak_rss_ours
@@ -43,16 +43,18 @@ def measure(model_spec: str, seconds=(60.0, 600.0), sample_rate: int = 44100, so
             wav = os.path.join(tmp, f"in_{int(s)}.wav")
             sf.write(wav, _test_signal(s, sample_rate, source), sample_rate, subtype="PCM_16")
             r = peak_rss_ours(model_spec, wav, os.path.join(tmp, "out.mlae"), n_quantizers,
-                              decode_to=os.path.join(tmp, "back.wav"))
+                              decode_to=os.path.join(tmp, "back.wav"), engine=engine)
             rows.append({"seconds": s, "encode_rtf": r["seconds"] / s, "decode_rtf": r["decode_seconds"] / s,
                          "total_rtf": (r["seconds"] + r["decode_seconds"]) / s, "peak_rss_mb": r["peak_rss_mb"],
                          "baseline_mb": r["baseline_mb"]})
     return rows
 
 
-def markdown(rows: list[dict], model_spec: str) -> str:
-    lines = [f"model `{model_spec}`, {os.cpu_count()} CPU cores ({platform.machine()}), mono 44.1 kHz WAV in and out",
-             "", "| audio | encode RTF | decode RTF | compress + decompress RTF | peak RSS MB | of which model loaded MB |",
+def markdown(rows: list[dict], model_spec: str, engine: str = "auto") -> str:
+    lines = [f"model `{model_spec}` (engine {engine}), {os.cpu_count()} CPU cores ({platform.machine()}), "
+             "mono 44.1 kHz WAV in and out",
+             "",
+             "| audio | encode RTF | decode RTF | compress + decompress RTF | peak RSS MB | of which model loaded MB |",
              "|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['seconds']:.0f} s | {r['encode_rtf']:.3f} | {r['decode_rtf']:.3f} | {r['total_rtf']:.3f} | "
@@ -66,9 +68,12 @@ def main(argv=None) -> None:
     p.add_argument("--seconds", default="60,600", help="comma-separated durations")
     p.add_argument("--source", help="audio file to tile (default: synthesized harmonics)")
     p.add_argument("-n", "--n-quantizers", type=int)
+    p.add_argument("--engine", choices=("auto", "keras", "lite"), default="auto",
+                   help="runtime: lite (LiteRT, shipped weights / LiteRT exports), keras, or auto")
     args = p.parse_args(argv)
     seconds = [float(s) for s in args.seconds.split(",")]
-    print(markdown(measure(args.model, seconds, source=args.source, n_quantizers=args.n_quantizers), args.model))
+    rows = measure(args.model, seconds, source=args.source, n_quantizers=args.n_quantizers, engine=args.engine)
+    print(markdown(rows, args.model, args.engine))
 
 
 if __name__ == "__main__":

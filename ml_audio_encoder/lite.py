@@ -1,0 +1,154 @@
+"""The codec without TensorFlow: the encoder and decoder as LiteRT (TFLite) flatbuffers, run by ``ai_edge_litert``.
+
+Importing TensorFlow alone takes ~730 MB of resident memory (its shared library is ~415 MB of that), more than the
+whole budget for coding a file on a small machine. LiteRT's interpreter is ~35 MB. :class:`LiteCodec` is a
+drop-in for :class:`~ml_audio_encoder.model.MLAudioEncoder` wherever :mod:`ml_audio_encoder.compress` and the CLI
+use one (``encode_codes``, ``decode_codes`` and the model facts), and neither this module nor ``compress`` imports
+Keras or TensorFlow, so ``mlae compress``/``decompress`` with the shipped model stays light.
+
+The files come from :func:`ml_audio_encoder.export.export_lite` (needs TensorFlow, once, where the model is
+trained). Their ``.json`` carries the fingerprint of the Keras weights they were made from, so a ``.mlae`` file
+written by either runtime decodes with the other, and with nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+LITE_FORMAT = "ml_audio_encoder.lite"
+
+
+def available() -> bool:
+    """Whether the LiteRT interpreter is installed."""
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Runner:
+    """One flatbuffer with a dynamic time axis: resizes its inputs when the chunk shape changes."""
+
+    def __init__(self, path, num_threads):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
+        self.inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
+        self.output = self.interpreter.get_output_details()[0]
+        self._shapes = None
+
+    def _input(self, key):
+        for name, detail in self.inputs.items():
+            if key in name:
+                return detail
+        raise KeyError(f"flatbuffer has no input named like {key!r}: {sorted(self.inputs)}")
+
+    def __call__(self, **arrays):
+        details = {key: self._input(key) for key in arrays}
+        shapes = tuple((key, arrays[key].shape) for key in sorted(arrays))
+        if shapes != self._shapes:
+            for key, array in arrays.items():
+                self.interpreter.resize_tensor_input(details[key]["index"], list(array.shape), strict=False)
+            self.interpreter.allocate_tensors()
+            self._shapes = shapes
+        for key, array in arrays.items():
+            self.interpreter.set_tensor(details[key]["index"], np.asarray(array, details[key]["dtype"]))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+
+class LiteCodec:
+    """Encode/decode with LiteRT flatbuffers written by :func:`~ml_audio_encoder.export.export_lite`.
+
+    XNNPACK plans memory for a whole call with little reuse between the Snake and conv intermediates: for
+    ``small_24khz`` about 1.2 MB per frame in the encoder and 1.75 MB per frame in the decoder (measured), so a
+    5 s window with its context would need ~1 GB. Windows of 1.5 s keep both interpreters near 400 MB together,
+    for ~20% more compute on the context frames (:attr:`default_win_duration`).
+
+    ``LiteCodec.load(prefix)`` reads ``PREFIX.json``, ``PREFIX.encoder.tflite`` and ``PREFIX.decoder.tflite``;
+    ``sha256`` (file name -> digest) makes it verify the files first, as shipped weights are.
+    """
+
+    def __init__(self, encoder_path, decoder_path, metadata: dict, num_threads: int | None = None):
+        if metadata.get("format") != LITE_FORMAT:
+            raise ValueError(f"not LiteRT codec metadata (format {metadata.get('format')!r})")
+        self.metadata = dict(metadata)
+        self.preset = metadata["preset"]
+        self.sample_rate = int(metadata["sample_rate"])
+        self.hop_length = int(metadata["hop_length"])
+        self.n_codebooks = int(metadata["n_codebooks"])
+        self.codebook_size = int(metadata["codebook_size"])
+        self.receptive_field = int(metadata["receptive_field"])
+        self.default_win_duration = 1.5
+        threads = num_threads or os.cpu_count() or 1
+        self._encoder = _Runner(encoder_path, threads)
+        self._decoder = _Runner(decoder_path, threads)
+
+    @classmethod
+    def load(cls, prefix, sha256: dict | None = None, num_threads: int | None = None):
+        from .export import lite_paths
+        from .presets import verify_sha256
+
+        paths = lite_paths(prefix)
+        for path in paths.values():
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"{path}: missing LiteRT codec file")
+            expected = (sha256 or {}).get(os.path.basename(path))
+            if expected:
+                verify_sha256(path, expected)
+        with open(paths["metadata"]) as f:
+            metadata = json.load(f)
+        return cls(paths["encoder"], paths["decoder"], metadata, num_threads)
+
+    # -- the facts compress/decompress and the CLI read (as on MLAudioEncoder) ----------------------------------
+    @property
+    def bits_per_code(self):
+        return int(np.ceil(np.log2(self.codebook_size)))
+
+    @property
+    def frame_rate(self):
+        return self.sample_rate / self.hop_length
+
+    @property
+    def context_frames(self):
+        return int(self.metadata["context_frames"])
+
+    def fingerprint(self):
+        """The fingerprint of the Keras weights these flatbuffers were converted from."""
+        return self.metadata["fingerprint"]
+
+    def bitrate(self, n_quantizers=None):
+        n = self.n_codebooks if n_quantizers is None else int(n_quantizers)
+        return n * self.bits_per_code * self.frame_rate
+
+    # -- tensor API --------------------------------------------------------------------------------------------
+    def encode_codes(self, audio, n_quantizers=None):
+        """``(B, T, 1)`` float audio -> int32 codes ``(B, n_q, ceil(T / hop))`` (all levels by default)."""
+        n_q = self._levels(n_quantizers)
+        audio = np.asarray(audio, np.float32)
+        pad = (-audio.shape[1]) % self.hop_length
+        if pad:
+            audio = np.pad(audio, [(0, 0), (0, pad), (0, 0)])
+        return np.stack([self._encoder(audio=item[None])[0, :n_q] for item in audio])
+
+    def decode_codes(self, codes):
+        """int32 codes ``(B, n_q, frames)`` (any ``1 <= n_q <= n_codebooks``) -> audio ``(B, frames · hop, 1)``."""
+        codes = np.asarray(codes)
+        n_q = self._levels(codes.shape[1])
+        if codes.size and (codes.min() < 0 or codes.max() >= self.codebook_size):
+            raise ValueError(f"codes must be in 0..{self.codebook_size - 1}")
+        padded = np.zeros((codes.shape[0], self.n_codebooks, codes.shape[2]), np.int32)
+        padded[:, :n_q] = codes
+        n = np.asarray(n_q, np.int32)
+        return np.stack([self._decoder(codes=item[None], n_quantizers=n)[0] for item in padded])
+
+    def _levels(self, n_quantizers):
+        n = self.n_codebooks if n_quantizers is None else int(n_quantizers)
+        if not 1 <= n <= self.n_codebooks:
+            raise ValueError(f"n_quantizers must be in 1..{self.n_codebooks}, got {n_quantizers}")
+        return n
+
