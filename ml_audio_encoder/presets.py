@@ -55,7 +55,18 @@ PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
 # the SHA-256 that ``.mlae`` files carry) and each file inside ``pretrained/`` with its SHA-256. ``PRESET.npz`` is
 # for Keras; ``PRESET.encoder.tflite``/``.decoder.tflite``/``.json`` are the same weights for the LiteRT runtime.
 # BEGIN PRETRAINED
-PRETRAINED = {}
+PRETRAINED = {
+    "small_24khz": {
+        "files": {
+            "small_24khz.decoder.tflite": "d85aa42a2da72e7160d9b78c6d81a7d42f97fe11da99a82306204d03d3b932ca",
+            "small_24khz.encoder.tflite": "d7cd5b7a77724c4dc5201960e55e0ba8c2e7b914b81912ed6ca1898a9e9cca20",
+            "small_24khz.json": "b04e9641d6ea737ebf090c6cb198dae44926a20959e8ec4fa51701ef77fa9127",
+            "small_24khz.npz": "652efa00e7649ba8db5b8b91998c34a6b83a3ceb5942647ae3e88d252add2280"
+        },
+        "fingerprint": "ecba6485665f7cfdc95de42619b21a60cb78038eb1cb6cbb625264b347c75156",
+        "step": 200
+    }
+}
 # END PRETRAINED
 
 

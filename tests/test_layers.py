@@ -72,3 +72,19 @@ def test_weight_norm_starts_with_g_equal_to_the_norm_of_v_inside_a_built_model()
     x = np.random.RandomState(0).randn(1, 1600, 1).astype("float32") * 0.1
     z = np.asarray(model.encoder(x))
     assert np.std(z) < 1.0
+
+
+def test_generator_biases_start_at_zero_so_codes_spread():
+    """Random conv biases made the latent a constant offset and collapsed the codebooks (one code per level)."""
+    import keras
+
+    from ml_audio_encoder import MLAudioEncoder
+
+    keras.utils.set_random_seed(1)
+    model = MLAudioEncoder.from_preset("tiny_test")
+    biases = [w for w in model.weights if w.path.endswith("bias")]
+    assert biases and all(not np.any(keras.ops.convert_to_numpy(b)) for b in biases)
+    t = np.arange(16000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * (200 + 600 * t) * t) * np.hanning(16000)).astype("float32")[None, :, None]
+    codes = keras.ops.convert_to_numpy(model.encode_codes(x))
+    assert len(np.unique(codes[0, 0])) > 16  # of 64

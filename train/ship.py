@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pprint
 import re
 import sys
 
@@ -41,7 +40,7 @@ def record_pretrained(preset, entry, presets_py=PRESETS_PY):
         source = f.read()
     if not _BLOCK.search(source):
         raise RuntimeError(f"{presets_py}: no '# BEGIN PRETRAINED' / '# END PRETRAINED' block")
-    literal = "PRETRAINED = " + pprint.pformat(table, width=116, sort_dicts=True) + "\n"
+    literal = "PRETRAINED = " + json.dumps(table, indent=4, sort_keys=True) + "\n"  # JSON is a Python literal here
     with open(presets_py, "w") as f:
         f.write(_BLOCK.sub(lambda m: m.group(1) + literal + m.group(2), source))
 
