@@ -58,13 +58,13 @@ PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
 PRETRAINED = {
     "small_24khz": {
         "files": {
-            "small_24khz.decoder.tflite": "d85aa42a2da72e7160d9b78c6d81a7d42f97fe11da99a82306204d03d3b932ca",
-            "small_24khz.encoder.tflite": "d7cd5b7a77724c4dc5201960e55e0ba8c2e7b914b81912ed6ca1898a9e9cca20",
-            "small_24khz.json": "b04e9641d6ea737ebf090c6cb198dae44926a20959e8ec4fa51701ef77fa9127",
-            "small_24khz.npz": "652efa00e7649ba8db5b8b91998c34a6b83a3ceb5942647ae3e88d252add2280"
+            "small_24khz.decoder.tflite": "f59e4f05e394bfc6e287c453aac99ded1fc207421fd272fe657a3d037c9207ae",
+            "small_24khz.encoder.tflite": "bb8140e0998ce2d2317284d082450b37e6e2c3c529d17c0525713dfa9b63567a",
+            "small_24khz.json": "8fbbe2f6792177c312913f1114ba508da2469cf7de1f9396f42d61bcd2468dc6",
+            "small_24khz.npz": "185ba0ad880e747ef32d7234887292ab119885557d0710a31df4f97de9d31ad1"
         },
-        "fingerprint": "ecba6485665f7cfdc95de42619b21a60cb78038eb1cb6cbb625264b347c75156",
-        "step": 200
+        "fingerprint": "180604ba8b5074b7906669fbce8240802464df05b93fb1c752238aa7dc0350b5",
+        "step": 150
     }
 }
 # END PRETRAINED

@@ -110,8 +110,22 @@ def test_bad_audio_and_missing_files(use_tiny, tmp_path, capsys):
     one_error_line(capsys)
 
 
-def test_model_resolution_errors(wav, tmp_path, capsys):
-    # No weights ship yet: the default model must say how to proceed, without building anything first.
+def test_default_model_is_the_shipped_one(wav, tmp_path, capsys):
+    """No --model: the shipped small_24khz weights (LiteRT where installed), and the file says which weights."""
+    from ml_audio_encoder import codec_file
+    from ml_audio_encoder.presets import PRETRAINED
+
+    out = tmp_path / "a.mlae"
+    assert cli.main(["compress", str(wav), "-o", str(out), "-q"]) == 0
+    assert codec_file.read(out).fingerprint == PRETRAINED["small_24khz"]["fingerprint"]
+    assert cli.main(["decompress", str(out), "-o", str(tmp_path / "b.wav"), "-q", "--engine", "keras"]) == 0
+
+
+def test_model_resolution_errors(wav, tmp_path, capsys, monkeypatch):
+    from ml_audio_encoder import presets
+
+    # Without shipped weights the default model says how to proceed, without building anything first.
+    monkeypatch.setattr(presets, "PRETRAINED", {})
     assert cli.main(["compress", str(wav)]) == 1
     assert "--model" in one_error_line(capsys)
     assert cli.main(["compress", str(wav), "--model", str(tmp_path / "nope.keras")]) == 1
