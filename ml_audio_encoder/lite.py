@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from .codec_file import bits_per_code
+
 LITE_FORMAT = "ml_audio_encoder.lite"
 
 
@@ -73,6 +75,8 @@ class LiteCodec:
     ``sha256`` (file name -> digest) makes it verify the files first, as shipped weights are.
     """
 
+    default_win_duration = 1.5  # seconds; read by compress.default_win_duration
+
     def __init__(self, encoder_path, decoder_path, metadata: dict, num_threads: int | None = None):
         if metadata.get("format") != LITE_FORMAT:
             raise ValueError(f"not LiteRT codec metadata (format {metadata.get('format')!r})")
@@ -82,8 +86,6 @@ class LiteCodec:
         self.hop_length = int(metadata["hop_length"])
         self.n_codebooks = int(metadata["n_codebooks"])
         self.codebook_size = int(metadata["codebook_size"])
-        self.receptive_field = int(metadata["receptive_field"])
-        self.default_win_duration = 1.5
         threads = num_threads or os.cpu_count() or 1
         self._encoder = _Runner(encoder_path, threads)
         self._decoder = _Runner(decoder_path, threads)
@@ -107,7 +109,7 @@ class LiteCodec:
     # -- the facts compress/decompress and the CLI read (as on MLAudioEncoder) ----------------------------------
     @property
     def bits_per_code(self):
-        return int(np.ceil(np.log2(self.codebook_size)))
+        return bits_per_code(self.codebook_size)
 
     @property
     def frame_rate(self):
@@ -116,6 +118,10 @@ class LiteCodec:
     @property
     def context_frames(self):
         return int(self.metadata["context_frames"])
+
+    @property
+    def receptive_field(self):
+        return self.context_frames * self.hop_length
 
     def fingerprint(self):
         """The fingerprint of the Keras weights these flatbuffers were converted from."""

@@ -13,6 +13,8 @@ import argparse
 import sys
 import time
 
+from ml_audio_encoder.cli import ENGINES
+
 
 def _floats(text: str) -> tuple:
     return tuple(float(t) for t in text.split(",") if t.strip()) if text else ()
@@ -34,7 +36,7 @@ def _ints(text: str) -> list | None:
 def build_parser(prog: str = "mlae bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="preset name, random:PRESET, or a .keras / weights file")
-    p.add_argument("--engine", choices=("auto", "keras", "lite"), default="auto",
+    p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="runtime for shipped weights: lite (LiteRT), keras, or auto (lite when installed)")
     p.add_argument("--data", default="dev", help="dev | DIR (GTZAN, RAVDESS, any) | manifest.csv | file")
     p.add_argument("--kind", choices=("speech", "music", "general"), default="general",

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from ml_audio_encoder.cli import ENGINES
+
 _WRAPPER = r"""
 import json, resource, subprocess, sys, time
 cmd = json.loads(sys.argv[1])
@@ -102,7 +104,7 @@ def main(argv=None) -> None:
     o.add_argument("--input", required=True)
     o.add_argument("--output", required=True)
     o.add_argument("--n-quantizers", type=int, default=None)
-    o.add_argument("--engine", choices=("auto", "keras", "lite"), default="auto")
+    o.add_argument("--engine", choices=ENGINES, default="auto")
     o.add_argument("--decode-to", help="also decompress the .mlae into this audio file (timed; peak covers both)")
     args = p.parse_args(argv)
     if args.codec == "ours":

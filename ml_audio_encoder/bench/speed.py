@@ -15,6 +15,8 @@ import tempfile
 
 import numpy as np
 
+from ml_audio_encoder.cli import ENGINES
+
 
 def _test_signal(seconds: float, sr: int, source: str | None) -> np.ndarray:
     if source:
@@ -68,7 +70,7 @@ def main(argv=None) -> None:
     p.add_argument("--seconds", default="60,600", help="comma-separated durations")
     p.add_argument("--source", help="audio file to tile (default: synthesized harmonics)")
     p.add_argument("-n", "--n-quantizers", type=int)
-    p.add_argument("--engine", choices=("auto", "keras", "lite"), default="auto",
+    p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="runtime: lite (LiteRT, shipped weights / LiteRT exports), keras, or auto")
     args = p.parse_args(argv)
     seconds = [float(s) for s in args.seconds.split(",")]
