@@ -12,7 +12,7 @@ already, which is what ``keras.saving.load_model("m.keras")`` needs.
 
 import sys
 
-from .presets import PRESETS
+from .models.presets import PRESETS
 
 __version__ = "0.1.0"
 
@@ -20,14 +20,14 @@ __all__ = ["MLAudioEncoder", "PRESETS", "__version__"]
 
 
 if "keras" in sys.modules:  # Keras is loaded anyway: register the layers now, so keras.saving.load_model finds them
-    from .model import MLAudioEncoder  # noqa: F401
+    from .models.codec import MLAudioEncoder  # noqa: F401
 
 
 def __getattr__(name):
     # Keras (and with it TensorFlow, ~730 MB resident) loads on first use of the model, not on import, so the
     # LiteRT path of `mlae compress`/`decompress` (ml_audio_encoder.lite) never pays for it.
     if name == "MLAudioEncoder":
-        from .model import MLAudioEncoder
+        from .models.codec import MLAudioEncoder
 
         return MLAudioEncoder
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

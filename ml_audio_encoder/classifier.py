@@ -13,7 +13,7 @@ pooling. :class:`MelVoiceClassifier` (the baseline: the same Transformer on log-
 :data:`MEL_PAD` in every mel bin.
 
 The helpers at the bottom pad code / mel sequences, compute log-mel features with
-:func:`ml_audio_encoder.spectral.mel_spectrogram`, and split clips into speaker-disjoint folds
+:func:`ml_audio_encoder.nn.spectral.mel_spectrogram`, and split clips into speaker-disjoint folds
 (:func:`speaker_folds`): with a handful of speakers, a split that lets one speaker's clips land on both sides
 measures speaker recognition, not the label.
 
@@ -410,7 +410,7 @@ def log_mel(audio, sample_rate, hop_length, n_mels=64, window_length=1024, floor
     """Natural-log mel spectrogram of one mono clip ``(samples,)`` -> ``(ceil(samples / hop), n_mels)``.
 
     With the codec's ``hop_length`` the mel frames line up with the code frames."""
-    from .spectral import mel_spectrogram
+    from .nn.spectral import mel_spectrogram
 
     audio = np.asarray(audio, np.float32).reshape(-1)
     frames = math.ceil(len(audio) / hop_length)

@@ -46,7 +46,7 @@ def load_model(spec=None, preset: str | None = None, engine: str = "auto"):
     import glob
 
     from . import lite
-    from .presets import PRESETS, pretrained_lite_prefix
+    from .models.presets import PRESETS, pretrained_lite_prefix
 
     def use_lite(what):
         if engine == "keras":

@@ -10,7 +10,7 @@ exactly what a whole-file pass sees there. Decoding mirrors this: each ``W``-fra
 context frames of codes each side and only its central ``W · hop`` samples are kept. No code or sample is sent or
 produced twice, and memory depends on ``W + 2C``, not on the file's length.
 
-``model`` is an :class:`~ml_audio_encoder.model.MLAudioEncoder` or a :class:`~ml_audio_encoder.lite.LiteCodec`:
+``model`` is an :class:`~ml_audio_encoder.models.codec.MLAudioEncoder` or a :class:`~ml_audio_encoder.lite.LiteCodec`:
 anything with ``encode_codes``, ``decode_codes``, ``fingerprint()`` and the model facts (rate, hop, levels,
 codebook size, receptive field). This module imports neither Keras nor TensorFlow itself.
 

@@ -2,7 +2,7 @@
 
 Importing TensorFlow alone takes ~730 MB of resident memory (its shared library is ~415 MB of that), more than the
 whole budget for coding a file on a small machine. LiteRT's interpreter is ~35 MB. :class:`LiteCodec` is a
-drop-in for :class:`~ml_audio_encoder.model.MLAudioEncoder` wherever :mod:`ml_audio_encoder.compress` and the CLI
+drop-in for :class:`~ml_audio_encoder.models.codec.MLAudioEncoder` wherever :mod:`ml_audio_encoder.compress` and the CLI
 use one (``encode_codes``, ``decode_codes`` and the model facts), and neither this module nor ``compress`` imports
 Keras or TensorFlow, so ``mlae compress``/``decompress`` with the shipped model stays light.
 
@@ -93,7 +93,7 @@ class LiteCodec:
     @classmethod
     def load(cls, prefix, sha256: dict | None = None, num_threads: int | None = None):
         from .export import lite_paths
-        from .presets import verify_sha256
+        from .models.presets import verify_sha256
 
         paths = lite_paths(prefix)
         for path in paths.values():

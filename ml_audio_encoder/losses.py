@@ -4,7 +4,7 @@ least-squares GAN / feature-matching losses.
 Backend-neutral (``keras.ops`` only). Reconstruction losses are ``keras.losses.Loss`` subclasses with the Keras
 argument order ``loss(y_true, y_pred)`` (reference first, estimate second) on channels-last audio ``(B, T, 1)``;
 they compute in float32 and return a scalar (the mean over the batch of per-item losses, so ``sample_weight``
-works). The spectral front end is shared with the discriminator (``ml_audio_encoder.spectral``).
+works). The spectral front end is shared with the discriminator (``ml_audio_encoder.nn.spectral``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .spectral import as_batch_time, magnitude, mel_filters, stft
+from .nn.spectral import as_batch_time, magnitude, mel_filters, stft
 
 __all__ = [
     "DEFAULT_LOSS_WEIGHTS",

@@ -67,7 +67,7 @@ def _global_norm(grads):
 
 
 class CodecTrainer(keras.Model):
-    """Wraps a generator (:class:`~ml_audio_encoder.model.MLAudioEncoder`) and a discriminator for ``fit``.
+    """Wraps a generator (:class:`~ml_audio_encoder.models.codec.MLAudioEncoder`) and a discriminator for ``fit``.
 
     ``adversarial=False`` trains the generator on the reconstruction and VQ losses alone (a warm-up phase that
     skips the discriminator's cost entirely); switch it with :meth:`set_adversarial`.

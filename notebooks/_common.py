@@ -41,7 +41,7 @@ def have_manifest() -> bool:
 
 def model_spec(preset: str = PRESET) -> str:
     """``preset`` when its trained weights ship with the package, else ``random:preset``."""
-    from ml_audio_encoder.presets import PRETRAINED
+    from ml_audio_encoder.models.presets import PRETRAINED
 
     return preset if preset in PRETRAINED else f"random:{preset}"
 

@@ -113,7 +113,7 @@ def test_bad_audio_and_missing_files(use_tiny, tmp_path, capsys):
 def test_default_model_is_the_shipped_one(wav, tmp_path, capsys):
     """No --model: the shipped small_24khz weights (LiteRT where installed), and the file says which weights."""
     from ml_audio_encoder import codec_file
-    from ml_audio_encoder.presets import PRETRAINED
+    from ml_audio_encoder.models.presets import PRETRAINED
 
     out = tmp_path / "a.mlae"
     assert cli.main(["compress", str(wav), "-o", str(out), "-q"]) == 0
@@ -122,7 +122,7 @@ def test_default_model_is_the_shipped_one(wav, tmp_path, capsys):
 
 
 def test_model_resolution_errors(wav, tmp_path, capsys, monkeypatch):
-    from ml_audio_encoder import presets
+    from ml_audio_encoder.models import presets
 
     # Without shipped weights the default model says how to proceed, without building anything first.
     monkeypatch.setattr(presets, "PRETRAINED", {})

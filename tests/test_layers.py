@@ -2,7 +2,7 @@ import numpy as np
 import keras
 import pytest
 
-from ml_audio_encoder.layers import ResidualUnit, Snake1d, WNConv1d, WNConvTranspose1d
+from ml_audio_encoder.nn.layers import ResidualUnit, Snake1d, WNConv1d, WNConvTranspose1d
 
 
 def test_snake_formula():

@@ -11,7 +11,7 @@ from conftest import sweep
 
 from ml_audio_encoder import losses as L
 from ml_audio_encoder.discriminator import Discriminator
-from ml_audio_encoder.spectral import mel_filters
+from ml_audio_encoder.nn.spectral import mel_filters
 
 SR = 16000
 

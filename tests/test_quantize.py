@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ml_audio_encoder.quantize import ResidualVectorQuantize, VectorQuantize
+from ml_audio_encoder.nn.quantize import ResidualVectorQuantize, VectorQuantize
 
 
 def _rvq(**kw):

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ml_audio_encoder import presets
+from ml_audio_encoder.models import presets
 from ml_audio_encoder.weights import save_arrays
 from train import ship
 

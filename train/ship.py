@@ -26,10 +26,10 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from ml_audio_encoder import presets  # noqa: E402
+from ml_audio_encoder.models import presets  # noqa: E402
 from ml_audio_encoder.weights import assign, load_arrays, save_weights  # noqa: E402
 
-PRESETS_PY = os.path.join(ROOT, "ml_audio_encoder", "presets.py")
+PRESETS_PY = os.path.join(ROOT, "ml_audio_encoder", "models", "presets.py")
 _BLOCK = re.compile(r"(# BEGIN PRETRAINED\n).*?(# END PRETRAINED\n)", re.S)
 
 

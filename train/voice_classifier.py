@@ -58,7 +58,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def default_model_spec(preset="small_24khz"):
-    from ml_audio_encoder.presets import PRETRAINED
+    from ml_audio_encoder.models.presets import PRETRAINED
 
     return preset if preset in PRETRAINED else f"random:{preset}"
 

@@ -4,7 +4,7 @@ Everything here is written with backend-neutral ``keras.ops`` so the same layers
 machine without TensorFlow and export as a TensorFlow SavedModel. Tensors are channels-last ``(B, T, C)``.
 
 Padding is explicit (``ops.pad`` then a 'valid' convolution) so that lengths follow PyTorch's arithmetic, which
-the hop/receptive-field bookkeeping in :mod:`ml_audio_encoder.model` relies on.
+the hop/receptive-field bookkeeping in :mod:`ml_audio_encoder.models.codec` relies on.
 """
 
 from __future__ import annotations

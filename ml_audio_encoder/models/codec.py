@@ -13,8 +13,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from .layers import ResidualUnit, Snake1d, WNConv1d, WNConvTranspose1d, register
-from .quantize import ResidualVectorQuantize
+from ..nn.layers import ResidualUnit, Snake1d, WNConv1d, WNConvTranspose1d, register
+from ..nn.quantize import ResidualVectorQuantize
 
 
 @register
@@ -208,7 +208,7 @@ class MLAudioEncoder(keras.Model):
 
     @classmethod
     def from_preset(cls, name, pretrained=False, **overrides):
-        """Build a preset architecture (see :mod:`ml_audio_encoder.presets`), optionally with shipped weights."""
+        """Build a preset architecture (see :mod:`ml_audio_encoder.models.presets`), optionally with shipped weights."""
         from . import presets
 
         return presets.load(name, pretrained=pretrained, **overrides)
@@ -333,13 +333,13 @@ class MLAudioEncoder(keras.Model):
     # -- file API ---------------------------------------------------------------------------------------------
     def compress(self, audio_or_path, sample_rate=None, **kwargs):
         """Code a file or array into an :class:`~ml_audio_encoder.codec_file.MLAEFile` (see ``compress.compress``)."""
-        from .compress import compress
+        from ..compress import compress
 
         return compress(self, audio_or_path, sample_rate=sample_rate, **kwargs)
 
     def decompress(self, mlae, **kwargs):
         """Decode an ``MLAEFile`` or ``.mlae`` path back to audio (see ``compress.decompress``)."""
-        from .compress import decompress
+        from ..compress import decompress
 
         return decompress(self, mlae, **kwargs)
 

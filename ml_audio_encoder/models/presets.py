@@ -49,7 +49,7 @@ PRESETS = {
     ),
 }
 
-PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
+PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "pretrained")
 
 # Shipped weights, written by ``train/ship.py``: preset -> the weights' fingerprint (``MLAudioEncoder.fingerprint``,
 # the SHA-256 that ``.mlae`` files carry) and each file inside ``pretrained/`` with its SHA-256. ``PRESET.npz`` is
@@ -111,7 +111,7 @@ def pretrained_lite_prefix(name):
     """``(prefix, sha256 by file name)`` of preset ``name``'s shipped LiteRT files, or ``None`` if none ship."""
     files = _entry(name)["files"]
     prefix = os.path.join(PRETRAINED_DIR, name)
-    from .export import lite_paths
+    from ..export import lite_paths
 
     if not all(os.path.basename(p) in files for p in lite_paths(prefix).values()):
         return None
@@ -120,13 +120,13 @@ def pretrained_lite_prefix(name):
 
 def load(name, pretrained=False, **overrides):
     """Build preset ``name`` (with config ``overrides``), loading the shipped weights if ``pretrained``."""
-    from .model import MLAudioEncoder
+    from .codec import MLAudioEncoder
 
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     model = MLAudioEncoder(**{**PRESETS[name], **overrides}, preset=name)
     if pretrained:
-        from .weights import load_weights
+        from ..weights import load_weights
 
         load_weights(model, pretrained_path(name))
         if model.fingerprint() != pretrained_fingerprint(name):
