@@ -62,7 +62,7 @@ def test_markdown_and_plots(tmp_path):
 
 
 def test_mel_distance_vs_levels_with_tiny_model(tiny_model):
-    pytest.importorskip("ml_audio_encoder.losses", reason="losses.py (MelSpectrogramLoss) not written yet")
+    pytest.importorskip("ml_audio_encoder.training.losses", reason="losses.py (MelSpectrogramLoss) not written yet")
     from conftest import sweep
 
     x = sweep(0.5, tiny_model.sample_rate)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from ml_audio_encoder.discriminator import (
+from ml_audio_encoder.training.discriminator import (
     BANDS,
     BandDiscriminator,
     Discriminator,

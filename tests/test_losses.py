@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from conftest import sweep
 
-from ml_audio_encoder import losses as L
-from ml_audio_encoder.discriminator import Discriminator
+from ml_audio_encoder.training import losses as L
+from ml_audio_encoder.training.discriminator import Discriminator
 from ml_audio_encoder.nn.spectral import mel_filters
 
 SR = 16000
@@ -47,7 +47,7 @@ def test_default_loss_weights_are_dacs():
     assert L.DEFAULT_LOSS_WEIGHTS == {
         "mel": 15.0, "adv/feat": 2.0, "adv/gen": 1.0, "vq/commitment": 0.25, "vq/codebook": 1.0,
     }
-    from ml_audio_encoder.trainer import DEFAULT_LOSS_WEIGHTS, CodecTrainer
+    from ml_audio_encoder.training.trainer import DEFAULT_LOSS_WEIGHTS, CodecTrainer
 
     assert DEFAULT_LOSS_WEIGHTS == L.DEFAULT_LOSS_WEIGHTS
     # Every weighted term is one the trainer produces (a misspelt key would be silently ignored).

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from conftest import sweep
 
-from ml_audio_encoder import losses as L
-from ml_audio_encoder.callbacks import CheckpointCallback, Checkpointer, NaNGuard
-from ml_audio_encoder.trainer import DEFAULT_LOSS_WEIGHTS, CodecTrainer
+from ml_audio_encoder.training import losses as L
+from ml_audio_encoder.training.callbacks import CheckpointCallback, Checkpointer, NaNGuard
+from ml_audio_encoder.training.trainer import DEFAULT_LOSS_WEIGHTS, CodecTrainer
 from train.train import CONF_DIR, StopAfter, build, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +73,7 @@ _PRELUDE = f"""
 import json, os, sys, tempfile
 sys.path.insert(0, {ROOT!r})
 import numpy as np, keras
-from ml_audio_encoder.callbacks import CheckpointCallback, Checkpointer, NaNGuard
+from ml_audio_encoder.training.callbacks import CheckpointCallback, Checkpointer, NaNGuard
 from train.train import CONF_DIR, build, load_config
 TINY = {TINY!r}
 T = {T}

@@ -19,7 +19,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from train.train import build, load_config  # noqa: E402
-from ml_audio_encoder.callbacks import _peak_device_mb, machine_description  # noqa: E402
+from ml_audio_encoder.training.callbacks import _peak_device_mb, machine_description  # noqa: E402
 
 
 class _Timer(keras.callbacks.Callback):

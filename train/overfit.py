@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ml_audio_encoder import audio_io  # noqa: E402
-from ml_audio_encoder.callbacks import machine_description  # noqa: E402
+from ml_audio_encoder.training.callbacks import machine_description  # noqa: E402
 from train.train import CONF_DIR, build, load_config  # noqa: E402
 
 

@@ -25,11 +25,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 
-from ml_audio_encoder import callbacks as cb  # noqa: E402
+from ml_audio_encoder.training import callbacks as cb  # noqa: E402
 from ml_audio_encoder import data as D  # noqa: E402
-from ml_audio_encoder.discriminator import Discriminator  # noqa: E402
+from ml_audio_encoder.training.discriminator import Discriminator  # noqa: E402
 from ml_audio_encoder.models.presets import load as load_preset  # noqa: E402
-from ml_audio_encoder.trainer import CodecTrainer, make_optimizer  # noqa: E402
+from ml_audio_encoder.training.trainer import CodecTrainer, make_optimizer  # noqa: E402
 
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
 

@@ -1,8 +1,8 @@
 """Benchmark metrics: compression ratio, bitrate, mel / STFT distance, SI-SDR and ViSQOL.
 
 Every quality metric has exactly one implementation in the project. Mel and STFT distance *are* the training
-losses (`ml_audio_encoder.losses.MelSpectrogramLoss` / `MultiScaleSTFTLoss`, DAC's definitions) evaluated eagerly
-on numpy input through `keras.ops`; SI-SDR is `ml_audio_encoder.losses.si_sdr`. This module imports keras lazily so
+losses (`ml_audio_encoder.training.losses.MelSpectrogramLoss` / `MultiScaleSTFTLoss`, DAC's definitions) evaluated eagerly
+on numpy input through `keras.ops`; SI-SDR is `ml_audio_encoder.training.losses.si_sdr`. This module imports keras lazily so
 that ViSQOL worker processes (see `runner`) stay light.
 
 Audio arguments are numpy arrays: 1-D mono, or channels-last `(samples, channels)`, which is averaged to mono.
@@ -108,14 +108,14 @@ def _scalar(v) -> float:
 # --------------------------------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=16)
 def _mel_loss(sample_rate: int):
-    from ml_audio_encoder.losses import MelSpectrogramLoss
+    from ml_audio_encoder.training.losses import MelSpectrogramLoss
 
     return MelSpectrogramLoss(sample_rate=int(sample_rate))
 
 
 @functools.lru_cache(maxsize=4)
 def _stft_loss():
-    from ml_audio_encoder.losses import MultiScaleSTFTLoss
+    from ml_audio_encoder.training.losses import MultiScaleSTFTLoss
 
     return MultiScaleSTFTLoss()
 
@@ -137,7 +137,7 @@ def stft_distance(ref, est, sample_rate: int | None = None, est_sample_rate: int
 
 def si_sdr(ref, est, sample_rate: int | None = None, est_sample_rate: int | None = None) -> float:
     """Scale-invariant SDR in dB (`losses.si_sdr`), higher is better."""
-    from ml_audio_encoder.losses import si_sdr as _si_sdr
+    from ml_audio_encoder.training.losses import si_sdr as _si_sdr
 
     ref, est = _prepare(ref, est, sample_rate, est_sample_rate)
     return _scalar(_si_sdr(_as_batch(ref), _as_batch(est)))

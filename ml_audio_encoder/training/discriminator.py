@@ -17,8 +17,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from .nn.layers import TorchUniform, weight_norm_initializers
-from .nn.spectral import stft
+from ..nn.layers import TorchUniform, weight_norm_initializers
+from ..nn.spectral import stft
 
 __all__ = [
     "BANDS",

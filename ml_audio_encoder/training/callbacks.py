@@ -1,4 +1,4 @@
-"""Callbacks for :class:`~ml_audio_encoder.trainer.CodecTrainer`: resumable checkpoints, logs, a NaN guard.
+"""Callbacks for :class:`~ml_audio_encoder.training.trainer.CodecTrainer`: resumable checkpoints, logs, a NaN guard.
 
 Checkpoints must survive a kill at any moment: each one is written into its own ``step-NNNNNNN/`` folder and only
 then published by atomically replacing ``latest.json`` (and ``best.json``). A half-written folder is never pointed
@@ -19,7 +19,7 @@ import time
 import keras
 import numpy as np
 
-from .weights import assign, load_arrays, save_arrays
+from ..weights import assign, load_arrays, save_arrays
 
 
 def _write_json_atomic(path, obj):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .nn.spectral import as_batch_time, magnitude, mel_filters, stft
+from ..nn.spectral import as_batch_time, magnitude, mel_filters, stft
 
 __all__ = [
     "DEFAULT_LOSS_WEIGHTS",

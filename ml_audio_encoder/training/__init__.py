@@ -1,0 +1,1 @@
+"""Training the codec: losses, discriminators, the GAN train step for ``model.fit``, callbacks, configs, data."""
