@@ -1,4 +1,6 @@
-"""The ``mlae`` command: argument parsing only; the work is in :mod:`compress`, :mod:`codec_file` and ``bench``.
+"""The ``mlae`` command: argument parsing, then one library call per input. The work is in
+:mod:`ml_audio_encoder.runtime` (``load_model``, ``compress``, ``codec_file``, ``export``) and
+:mod:`ml_audio_encoder.eval`; nothing imports this module.
 
     mlae compress IN... [-o OUT_OR_DIR] [--kbps K | --n-quantizers N] [--model PRESET_OR_PATH] [--win-duration S]
     mlae decompress IN.mlae... [-o OUT_OR_DIR] [--model PRESET_OR_PATH]
@@ -16,109 +18,7 @@ import os
 import sys
 
 from .errors import AudioInputError, CodecFileError
-
-DEFAULT_PRESET = "small_24khz"
-
-MODEL_HELP = (
-    "a preset name (with its shipped weights), random:PRESET (random weights, for testing), a .keras model file, "
-    "a weights file (.weights.h5 or .npz; give the architecture with --preset, or PRESET:PATH), or the .json of a "
-    "LiteRT export (mlae export --format lite)"
-)
-
-
-# -- model selection --------------------------------------------------------------------------------------------
-ENGINES = ("auto", "keras", "lite")
-
-
-def load_model(spec=None, preset: str | None = None, engine: str = "auto"):
-    """Resolve ``--model``/``--preset`` to a codec (see ``MODEL_HELP``); a model passes through.
-
-    The one place that turns a model spec into a model: the CLI, the benchmark and the scripts all use it.
-    ``engine`` picks the runtime for shipped weights and LiteRT exports: ``lite`` (:class:`~.lite.LiteCodec`, no
-    TensorFlow, ~1/3 of the memory), ``keras`` (:class:`MLAudioEncoder`, needed for training and for the model's
-    internals), or ``auto``: LiteRT where its files and ``ai-edge-litert`` are there, else Keras. Files written by
-    one runtime decode with the other (both carry the Keras weights' fingerprint).
-    """
-    if spec is not None and not isinstance(spec, (str, os.PathLike)):
-        return spec
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    import glob
-
-    from . import lite
-    from .models.presets import PRESETS, pretrained_lite_prefix
-
-    def use_lite(what):
-        if engine == "keras":
-            return False
-        if lite.available():
-            return True
-        if engine == "lite":
-            raise ValueError(f"{what}: the LiteRT runtime is not installed (pip install ai-edge-litert)")
-        return False
-
-    def shipped(name):
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        shipped_lite = pretrained_lite_prefix(name)  # fails fast with a clear message if nothing ships
-        if shipped_lite and use_lite(name):
-            return lite.LiteCodec.load(*shipped_lite)
-        if engine == "lite":
-            raise ValueError(f"no LiteRT files ship for preset {name!r}")
-        from . import MLAudioEncoder
-
-        return MLAudioEncoder.from_preset(name, pretrained=True)
-
-    if spec is None:
-        return shipped(preset or DEFAULT_PRESET)
-    spec = os.fspath(spec)
-    if spec in PRESETS:
-        return shipped(spec)
-    if spec.endswith(".json") and os.path.exists(spec):  # PREFIX.json of `mlae export --format lite`
-        if not use_lite(spec):
-            raise ValueError(f"{spec}: a LiteRT export runs with --engine lite or auto, not keras")
-        return lite.LiteCodec.load(spec[: -len(".json")])
-    if engine == "lite":
-        raise ValueError(f"{spec}: the LiteRT runtime runs shipped presets and LiteRT exports (PREFIX.json) only")
-    from . import MLAudioEncoder
-    from . import weights as weight_files
-
-    if spec.startswith("random:"):
-        # Seeded, so every process draws the same weights: a file compressed with random:PRESET decompresses
-        # (the weights fingerprint in the file matches) and the pipeline can be tried before any training.
-        import keras
-
-        keras.utils.set_random_seed(0)
-        return MLAudioEncoder.from_preset(spec.split(":", 1)[1], pretrained=False)
-    head, _, tail = spec.partition(":")
-    if head in PRESETS and tail:
-        preset, spec = head, tail
-    split_npz = spec.endswith(".npz") and glob.glob(glob.escape(spec[:-4]) + ".part1of*.npz")
-    if not os.path.exists(spec) and not split_npz:
-        raise FileNotFoundError(f"{spec}: no such model file, and not a preset (presets: {', '.join(PRESETS)})")
-    if spec.endswith(".keras"):
-        import keras
-
-        return keras.saving.load_model(spec, compile=False)  # safe_mode stays on: no code from the file runs
-    if preset is not None:
-        return weight_files.load_weights(MLAudioEncoder.from_preset(preset, pretrained=False), spec)
-    if spec.endswith(".npz"):  # portable weights record the model config, so no --preset is needed
-        arrays, meta = weight_files.load_arrays(spec)
-        if "config" not in meta:
-            raise ValueError(f"{spec}: weights file without a model config; pass --preset")
-        model = MLAudioEncoder.from_config(meta["config"])
-        weight_files.assign(model.weights, arrays, what=os.path.basename(spec))
-        return model
-    raise ValueError(f"{spec}: a weights file needs the architecture: pass --preset PRESET")
-
-
-def n_quantizers_for_kbps(model, kbps: float) -> int:
-    """Largest level count whose per-channel code bitrate is at most ``kbps``."""
-    per_level = model.bits_per_code * model.frame_rate / 1000.0
-    n = min(model.n_codebooks, int(kbps / per_level + 1e-9))
-    if n < 1:
-        raise ValueError(f"--kbps {kbps:g} is below this model's lowest bitrate ({per_level:g} kbps at 1 level)")
-    return n
+from .runtime.loading import ENGINES, MODEL_HELP, load_model
 
 
 # -- output naming ----------------------------------------------------------------------------------------------
@@ -138,9 +38,8 @@ def _output_path(src: str, output: str | None, many: bool, suffix: str) -> str:
 
 
 # -- commands ---------------------------------------------------------------------------------------------------
-def _compress(args) -> int:
-    from . import codec_file
-    from .compress import compress
+def _compress(args: argparse.Namespace) -> int:
+    from .runtime.compress import compress, n_quantizers_for_kbps
 
     model = load_model(args.model, args.preset, args.engine)
     n_q = n_quantizers_for_kbps(model, args.kbps) if args.kbps is not None else args.n_quantizers
@@ -149,7 +48,7 @@ def _compress(args) -> int:
         f = compress(model, src, win_duration=args.win_duration, n_quantizers=n_q, normalize_db=normalize_db,
                      verbose=not args.quiet)
         dst = _output_path(src, args.output, len(args.inputs) > 1, ".mlae")
-        codec_file.write(dst, f)
+        f.save(dst)
         if not args.quiet:
             size = os.path.getsize(dst)
             print(f"{src} -> {dst} ({size} bytes, {f.n_quantizers} levels, "
@@ -157,13 +56,13 @@ def _compress(args) -> int:
     return 0
 
 
-def _decompress(args) -> int:
-    from . import codec_file
-    from .compress import decompress
+def _decompress(args: argparse.Namespace) -> int:
+    from .runtime.codec_file import MLAEFile
+    from .runtime.compress import decompress
 
     models = {}  # one model per preset named by the files, loaded on first use
     for src in args.inputs:
-        f = codec_file.read(src)
+        f = MLAEFile.load(src)
         key = f.preset if args.model is None and args.preset is None else None
         if key not in models:
             models[key] = load_model(args.model, args.preset or key, args.engine)
@@ -174,42 +73,21 @@ def _decompress(args) -> int:
     return 0
 
 
-def describe(f, size: int | None = None) -> list[str]:
-    """Human-readable lines about an ``MLAEFile`` (``size``: its file size in bytes, for the true bitrate)."""
-    lines = [
-        f"format version  {f.version}",
-        f"audio           {f.sample_rate} Hz, {f.channels} channel{'s' if f.channels != 1 else ''}, "
-        f"{f.original_length} samples ({f.duration:.2f} s)",
-        f"model           {f.preset} (weights {f.fingerprint[:12] or 'unknown'}), {f.model_sample_rate} Hz, "
-        f"hop {f.hop_length} ({f.frame_rate:.2f} frames/s)",
-        f"codes           {f.n_quantizers} levels x {f.bits_per_code} bits (codebook {f.codebook_size}), "
-        f"{f.n_frames} frames, chunks of {f.chunk_length} frames",
-        f"loudness        input {f.input_loudness_db:.1f} LUFS, applied gain {f.applied_gain_db:+.2f} dB",
-        f"bitrate         {f.bitrate_kbps / f.channels:.2f} kbps per channel, {f.bitrate_kbps:.2f} kbps codes",
-    ]
-    if size is not None:
-        pcm = f.original_length * f.channels * 2
-        lines[-1] += f", {size * 8 / max(f.duration, 1e-9) / 1000:.2f} kbps file"
-        lines.append(f"compression     {pcm / size:.1f} : 1 vs 16-bit PCM at {f.sample_rate} Hz x {f.channels} ch "
-                     f"({pcm} -> {size} bytes)")
-    return lines
-
-
-def _info(args) -> int:
-    from . import codec_file
+def _info(args: argparse.Namespace) -> int:
+    from .runtime.codec_file import MLAEFile
 
     for i, path in enumerate(args.files):
-        f = codec_file.read(path)
+        f = MLAEFile.load(path)
         if i:
             print()
         print(f"file            {path}")
-        print("\n".join(describe(f, os.path.getsize(path))))
+        print("\n".join(f.describe(os.path.getsize(path))))
     return 0
 
 
-# -- export (SavedModel / TFLite; see ml_audio_encoder.export) ---------------------------------------------------
-def _export(args) -> int:
-    from . import export
+# -- export (SavedModel / TFLite; see ml_audio_encoder.runtime.export) -------------------------------------------
+def _export(args: argparse.Namespace) -> int:
+    from .runtime import export
 
     model = load_model(args.model, args.preset, engine="keras")
     try:
@@ -232,9 +110,9 @@ def _export(args) -> int:
     return 0
 
 
-def _bench(argv) -> int:
+def _bench(argv: list[str]) -> int:
     try:
-        from .bench.cli import main as bench_main
+        from .eval.cli import main as bench_main
     except ImportError as exc:
         raise ValueError(f"the benchmark is not available in this installation ({exc})") from None
     return bench_main(argv) or 0
@@ -245,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlae", description="Neural audio codec: compress audio to .mlae files.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{compress,decompress,info,export,bench}")
 
-    def add_model_args(p, engine=True):
+    def add_model_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
         p.add_argument("--model", default=None, help=MODEL_HELP)
         p.add_argument("--preset", default=None, help="architecture for a weights file (or the preset to use)")
         if engine:
@@ -294,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "bench":  # its own parser; forward everything untouched

@@ -14,8 +14,12 @@ import glob
 import json
 import os
 import re
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import numpy as np
+
+M = TypeVar("M")
 
 _PART = re.compile(r"\.part(\d+)of(\d+)\.npz$")
 
@@ -27,7 +31,8 @@ def _atomic_savez(path, arrays):
     os.replace(tmp, path)  # a kill mid-write leaves the previous file intact
 
 
-def save_arrays(path, arrays, dtype=None, max_part_bytes=None, meta=None):
+def save_arrays(path: str, arrays: Sequence[Any], dtype: Any = None, max_part_bytes: int | None = None,
+                meta: dict[str, Any] | None = None) -> list[str]:
     """Write a list of arrays to ``path`` (``.npz``), cast to ``dtype`` if given, split into parts if too big.
 
     Parts are named ``<stem>.partKofN.npz`` and written before a stale set is removed, so a reader never sees a
@@ -64,7 +69,7 @@ def save_arrays(path, arrays, dtype=None, max_part_bytes=None, meta=None):
     return paths
 
 
-def load_arrays(path):
+def load_arrays(path: str) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Read what :func:`save_arrays` wrote (one file or all parts) -> ``(arrays, meta)``."""
     stem = _PART.sub("", path) if _PART.search(path) else (path[:-4] if path.endswith(".npz") else path)
     files = [stem + ".npz"] if os.path.exists(stem + ".npz") else sorted(
@@ -88,7 +93,7 @@ def load_arrays(path):
     return [found[i] for i in range(meta["count"])], meta
 
 
-def assign(variables, arrays, what="weights"):
+def assign(variables: Sequence[Any], arrays: Sequence[np.ndarray], what: str = "weights") -> None:
     """Assign ``arrays`` to ``variables`` by position, checking counts and shapes."""
     if len(variables) != len(arrays):
         raise ValueError(f"{what}: file has {len(arrays)} arrays, model has {len(variables)} variables")
@@ -98,13 +103,13 @@ def assign(variables, arrays, what="weights"):
         v.assign(a.astype(v.dtype))
 
 
-def save_weights(model, path, dtype=None, max_part_bytes=None):
+def save_weights(model: Any, path: str, dtype: Any = None, max_part_bytes: int | None = None) -> list[str]:
     """Save ``model.weights`` as portable ``.npz`` (see module docstring)."""
     meta = {"config": model.get_config()} if hasattr(model, "get_config") else {}
     return save_arrays(path, [np.asarray(w) for w in model.weights], dtype, max_part_bytes, meta)
 
 
-def load_weights(model, path):
+def load_weights(model: M, path: str) -> M:
     """Load weights from ``.npz`` (this module), ``.weights.h5`` or ``.keras`` into an existing ``model``."""
     if path.endswith(".weights.h5"):
         model.load_weights(path)

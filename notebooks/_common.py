@@ -41,16 +41,16 @@ def have_manifest() -> bool:
 
 def model_spec(preset: str = PRESET) -> str:
     """``preset`` when its trained weights ship with the package, else ``random:preset``."""
-    from ml_audio_encoder.models.presets import PRETRAINED
+    from ml_audio_encoder.models.presets import has_pretrained
 
-    return preset if preset in PRETRAINED else f"random:{preset}"
+    return preset if has_pretrained(preset) else f"random:{preset}"
 
 
 def load_codec(preset: str = PRESET, seed: int = 0):
     """(spec, model): the shipped weights of ``preset`` if there are any, else random weights with a loud note."""
     import keras
 
-    from ml_audio_encoder.cli import load_model
+    from ml_audio_encoder import load_model
 
     spec = model_spec(preset)
     keras.utils.set_random_seed(seed)  # random weights are then the same on every run

@@ -29,7 +29,7 @@ COMPRESSION = [
 
 Real speech and music compressed at several bitrates by our codec (different numbers of RVQ levels,
 `n_quantizers`) and by Opus (libopus through ffmpeg, constrained VBR), with everything measured by the project's
-benchmark (`ml_audio_encoder.bench`): file and payload sizes, compression ratio against 16-bit PCM, mel distance
+benchmark (`ml_audio_encoder.eval`): file and payload sizes, compression ratio against 16-bit PCM, mel distance
 (DAC's definition, lower is better), SI-SDR and ViSQOL (higher is better).
 
 * `QUICK=1` (what the tests run): a 2 s excerpt of each of the shipped clips `tests/data/speech_male.ogg` and
@@ -46,7 +46,7 @@ import math
 import _common as C
 from IPython.display import Markdown, display
 
-from ml_audio_encoder.bench import (
+from ml_audio_encoder.eval import (
     BenchConfig,
     markdown_summary,
     peers,
@@ -179,7 +179,7 @@ CODEBOOKS = [
     ("md", '''# Codebook statistics
 
 How the residual vector quantizer (RVQ) uses its codebooks, level by level, with the library code in
-`ml_audio_encoder.analysis`:
+`ml_audio_encoder.eval.analysis`:
 
 * **entropy** of the code distribution per level, against `log2(codebook size)` (10 bits: what the file spends);
 * **perplexity** `2^entropy`: the number of equally likely codes with the same entropy;
@@ -197,9 +197,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from ml_audio_encoder import analysis
-from ml_audio_encoder.bench import resolve_dataset
-from ml_audio_encoder.bench.runner import load_mono
+from ml_audio_encoder.eval import analysis, resolve_dataset
+from ml_audio_encoder.eval.runner import load_mono
 
 print("QUICK" if QUICK else "full run", "| data/manifest.csv:", "present" if C.have_manifest() else "absent")'''),
     ("code", '''spec, model = C.load_codec()
@@ -308,8 +307,8 @@ VOICE = [
     ("md", '''# Male / female voice classifier on codec codes
 
 Can the discrete codes of the first 8 RVQ levels tell a male from a female voice, and which levels does the
-classifier look at? The model is `ml_audio_encoder.classifier.CodeVoiceClassifier`: one embedding table and one
-small Transformer per RVQ level, mean pooling over time, then a learned attention across the 8 levels (its weights,
+classifier look at? The model is `ml_audio_encoder.experiments.classifier.CodeVoiceClassifier`: one embedding table and
+one small Transformer per RVQ level, mean pooling over time, then a learned attention across the 8 levels (its weights,
 one per level and summing to 1, are shown at the end) and a linear classifier. The experiment itself is
 `train/voice_classifier.py` (log-mel baselines, speaker k-fold cross-validation, cached features).
 
@@ -325,8 +324,8 @@ import keras
 import numpy as np
 from IPython.display import Image, Markdown, display
 
-from ml_audio_encoder import analysis
-from ml_audio_encoder.classifier import CodeVoiceClassifier
+from ml_audio_encoder.eval import analysis
+from ml_audio_encoder.experiments.classifier import CodeVoiceClassifier
 from train import voice_classifier as vc
 
 N_LEVELS = 8  # RVQ levels the classifier reads

@@ -1,14 +1,13 @@
 """Reading, writing, streaming resampling and streaming loudness."""
 
 import numpy as np
-import pyloudnorm
 import pytest
 import scipy.signal
 import soundfile as sf
 from conftest import sweep
 
-from ml_audio_encoder import audio_io
 from ml_audio_encoder.errors import AudioInputError
+from ml_audio_encoder.runtime import audio_io
 
 
 def stereo(seconds, sr, seed=0):
@@ -141,6 +140,7 @@ def loudness_cases(sr):
 
 @pytest.mark.parametrize("sr", [16000, 44100, 48000])
 def test_loudness_matches_pyloudnorm(sr):
+    pyloudnorm = pytest.importorskip("pyloudnorm", reason="the reference meter (pip install -e '.[dev]')")
     for name, x in loudness_cases(sr).items():
         x = np.atleast_2d(x)
         ref = pyloudnorm.Meter(sr).integrated_loudness(x.T)
@@ -163,3 +163,28 @@ def test_loudness_scales_with_gain():
     x = stereo(2.0, 16000)
     base = audio_io.integrated_loudness(x, 16000)
     assert audio_io.integrated_loudness(x * 10 ** (6 / 20), 16000) == pytest.approx(base + 6, abs=1e-6)
+
+
+def test_to_mono_is_channels_first():
+    x = np.stack([np.ones(5, np.float32), 3 * np.ones(5, np.float32)])  # (channels, samples)
+    np.testing.assert_array_equal(audio_io.to_mono(x), 2 * np.ones(5, np.float32))
+    np.testing.assert_array_equal(audio_io.to_mono(x[0]), x[0])
+    assert audio_io.to_mono(x[:1]).shape == (5,) and audio_io.to_mono(x).dtype == np.float32
+    with pytest.raises(AudioInputError):
+        audio_io.to_mono(np.zeros((1, 2, 3)))
+
+
+def test_resample_takes_both_layouts():
+    x = stereo(0.3, 16000)
+    both = audio_io.resample(x, 16000, 24000)
+    np.testing.assert_array_equal(audio_io.resample(x[1], 16000, 24000), both[1])
+    assert both.shape == (2, audio_io.resampled_length(x.shape[1], 16000, 24000))
+
+
+def test_iter_audio_files_is_recursive_and_sorted(tmp_path):
+    for rel in ("b/z.wav", "b/a.FLAC", "a/x.ogg", "a/notes.txt"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    found = [p.relative_to(tmp_path).as_posix() for p in map(__import__("pathlib").Path, audio_io.iter_audio_files(
+        tmp_path))]
+    assert found == ["a/x.ogg", "b/a.FLAC", "b/z.wav"]

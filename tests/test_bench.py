@@ -6,7 +6,7 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from ml_audio_encoder.bench import datasets, metrics, peers, report
+from ml_audio_encoder.eval import datasets, metrics, peers, report
 
 
 def _tone(seconds, sr, seed=0):
@@ -40,7 +40,6 @@ def test_compression_ratio_hand_computed(tmp_path):
 
 # -- distances ----------------------------------------------------------------------------------------------------
 def test_mel_and_stft_distance_zero_for_identical_audio():
-    pytest.importorskip("ml_audio_encoder.training.losses", reason="losses.py (MelSpectrogramLoss) not written yet")
     sr = 16000
     x = _tone(0.5, sr)
     assert metrics.mel_distance(x, x, sr) == pytest.approx(0.0, abs=1e-6)
@@ -51,6 +50,24 @@ def test_mel_and_stft_distance_zero_for_identical_audio():
     # est at another rate is resampled to the reference's rate and cropped to its length
     y = metrics.resample(x, sr, 24000)
     assert metrics.mel_distance(x, y, sr, est_sample_rate=24000) < 0.5
+
+
+def test_distances_equal_the_training_losses():
+    """The benchmark's distances are DAC's, computed without importing training: same numbers as the losses."""
+    from ml_audio_encoder.training import losses
+
+    sr = 24000
+    x = _tone(0.5, sr)
+    y = _lowpass(x, sr, 2000) + 0.01 * np.random.default_rng(2).standard_normal(x.size).astype(np.float32)
+    batch = lambda a: a[None, :, None]  # noqa: E731
+    mel = float(losses.MelSpectrogramLoss(sample_rate=sr)(batch(x), batch(y)))
+    stft = float(losses.MultiScaleSTFTLoss()(batch(x), batch(y)))
+    sdr = float(np.asarray(losses.si_sdr(batch(x), batch(y)))[0])
+    assert metrics.mel_distance(x, y, sr) == pytest.approx(mel, rel=1e-5)
+    assert metrics.stft_distance(x, y, sr) == pytest.approx(stft, rel=1e-5)
+    assert metrics.si_sdr(x, y) == pytest.approx(sdr, abs=1e-3)
+    stereo = np.stack([x, x])  # channels-first, the package's one layout: averaged to mono
+    assert metrics.mel_distance(stereo, y, sr) == pytest.approx(mel, rel=1e-5)
 
 
 # -- ViSQOL -------------------------------------------------------------------------------------------------------
@@ -129,8 +146,12 @@ def test_opus_roundtrip_keeps_length_and_rate():
     assert r.sample_rate == sr and r.audio.shape == x.shape and r.audio.dtype == np.float32
     assert 0 < r.payload_bytes < r.file_bytes
     assert metrics.kbps(r.payload_bytes, 1.3) == pytest.approx(12, rel=0.3)
-    # Opus is delay-compensated (pre-skip): the decoded signal lines up with the input
-    assert np.corrcoef(x, r.audio)[0, 1] > 0.8
+    # Opus is delay-compensated (pre-skip): the decoded signal lines up with the input (with either backend:
+    # ffmpeg's libopus, or libsndfile's, whose 12 kbps sounds worse on this tone but is just as aligned)
+    inner = slice(2000, -2000)
+    xcorr = np.correlate(r.audio[inner], x[inner], "full")
+    assert abs(int(np.argmax(xcorr)) - (x[inner].size - 1)) <= 1
+    assert np.corrcoef(x, r.audio)[0, 1] > (0.8 if r.backend == "ffmpeg-libopus" else 0.5)
 
 
 # -- datasets -----------------------------------------------------------------------------------------------------
@@ -212,9 +233,7 @@ def test_summary_table_has_every_column():
 
 # -- end to end ---------------------------------------------------------------------------------------------------
 def test_end_to_end_bench_cli(tmp_path, capsys):
-    pytest.importorskip("ml_audio_encoder.training.losses", reason="losses.py (MelSpectrogramLoss) not written yet")
-    pytest.importorskip("ml_audio_encoder.compress", reason="compress.py not written yet")
-    from ml_audio_encoder.bench.cli import main
+    from ml_audio_encoder.eval.cli import main
 
     data = tmp_path / "data"
     data.mkdir()
@@ -247,16 +266,17 @@ def test_end_to_end_bench_cli(tmp_path, capsys):
 def test_peak_rss_of_a_child_command():
     import sys
 
-    from ml_audio_encoder.bench.memprobe import peak_rss_of_command
+    from ml_audio_encoder.eval.memprobe import peak_rss_of_command
 
-    r = peak_rss_of_command([sys.executable, "-c", "b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"])
+    grab = "b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"
+    r = peak_rss_of_command([sys.executable, "-c", grab])
     assert r["peak_rss_mb"] > 200  # the child's own peak, whatever the parent holds
     assert r["seconds"] > 0
 
 
 def test_memory_probe_and_speed_table_of_our_codec():
     """Compress + decompress in a fresh interpreter (imports TensorFlow: ~15 s) and the speed table built on it."""
-    from ml_audio_encoder.bench import speed
+    from ml_audio_encoder.eval import speed
 
     rows = speed.measure("random:tiny_test", seconds=(2.0,), sample_rate=16000)
     (r,) = rows

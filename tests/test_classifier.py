@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from ml_audio_encoder.classifier import (
+from ml_audio_encoder.experiments.classifier import (
     MEL_PAD,
     PAD_CODE,
     CodeVoiceClassifier,

@@ -5,7 +5,9 @@ import pytest
 import soundfile as sf
 from conftest import sweep
 
-from ml_audio_encoder import audio_io, cli, codec_file
+from ml_audio_encoder import cli
+from ml_audio_encoder.runtime import audio_io, codec_file
+from ml_audio_encoder.runtime.compress import n_quantizers_for_kbps
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_kbps_and_n_quantizers(use_tiny, tiny_model, wav, tmp_path):
     assert cli.main(["compress", str(wav), "-o", str(tmp_path / "n.mlae"), "-n", "1", "-q"]) == 0
     assert codec_file.read(tmp_path / "n.mlae").n_quantizers == 1
     assert (tmp_path / "n.mlae").stat().st_size < (tmp_path / "k.mlae").stat().st_size
-    assert cli.n_quantizers_for_kbps(tiny_model, 1000) == tiny_model.n_codebooks
+    assert n_quantizers_for_kbps(tiny_model, 1000) == tiny_model.n_codebooks
 
 
 def test_kbps_too_low(use_tiny, wav, capsys):
@@ -112,12 +114,11 @@ def test_bad_audio_and_missing_files(use_tiny, tmp_path, capsys):
 
 def test_default_model_is_the_shipped_one(wav, tmp_path, capsys):
     """No --model: the shipped small_24khz weights (LiteRT where installed), and the file says which weights."""
-    from ml_audio_encoder import codec_file
-    from ml_audio_encoder.models.presets import PRETRAINED
+    from ml_audio_encoder.models.presets import pretrained_fingerprint
 
     out = tmp_path / "a.mlae"
     assert cli.main(["compress", str(wav), "-o", str(out), "-q"]) == 0
-    assert codec_file.read(out).fingerprint == PRETRAINED["small_24khz"]["fingerprint"]
+    assert codec_file.read(out).fingerprint == pretrained_fingerprint("small_24khz")
     assert cli.main(["decompress", str(out), "-o", str(tmp_path / "b.wav"), "-q", "--engine", "keras"]) == 0
 
 
@@ -125,7 +126,7 @@ def test_model_resolution_errors(wav, tmp_path, capsys, monkeypatch):
     from ml_audio_encoder.models import presets
 
     # Without shipped weights the default model says how to proceed, without building anything first.
-    monkeypatch.setattr(presets, "PRETRAINED", {})
+    monkeypatch.setattr(presets, "PRETRAINED_DIR", str(tmp_path / "no_pretrained"))
     assert cli.main(["compress", str(wav)]) == 1
     assert "--model" in one_error_line(capsys)
     assert cli.main(["compress", str(wav), "--model", str(tmp_path / "nope.keras")]) == 1
@@ -145,7 +146,7 @@ def test_usage_errors_exit_nonzero():
 
 def test_bench_is_delegated(monkeypatch):
     seen = []
-    import ml_audio_encoder.bench.cli as bench_cli
+    import ml_audio_encoder.eval.cli as bench_cli
 
     monkeypatch.setattr(bench_cli, "main", lambda argv: seen.append(argv) or 0)
     assert cli.main(["bench", "--model", "random:tiny_test", "--limit", "1"]) == 0
@@ -153,6 +154,6 @@ def test_bench_is_delegated(monkeypatch):
 
 
 def test_random_model_spec_is_the_same_in_every_call():
-    from ml_audio_encoder.cli import load_model
+    from ml_audio_encoder import load_model
 
     assert load_model("random:tiny_test").fingerprint() == load_model("random:tiny_test").fingerprint()

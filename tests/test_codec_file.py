@@ -7,9 +7,9 @@ import zlib
 import numpy as np
 import pytest
 
-from ml_audio_encoder import codec_file
-from ml_audio_encoder.codec_file import MLAEFile, bits_per_code
 from ml_audio_encoder.errors import CodecFileError
+from ml_audio_encoder.runtime import codec_file
+from ml_audio_encoder.runtime.codec_file import MLAEFile, bits_per_code
 
 
 def make_file(codebook_size=1024, channels=2, n_q=3, frames=37, seed=0, **overrides):
@@ -171,3 +171,83 @@ def test_out_of_range_code_rejected_even_with_valid_crc():
 def test_write_rejects_invalid(overrides):
     with pytest.raises(CodecFileError):
         codec_file.to_bytes(make_file(**overrides))
+
+
+def forge(f, **fields):
+    """The bytes of ``f`` with header fields replaced as the writer never would, and a valid CRC."""
+    codes = np.asarray(f.codes)
+    v = dict(sample_rate=f.sample_rate, channels=codes.shape[0], original_length=f.original_length,
+             model_sample_rate=f.model_sample_rate, hop_length=f.hop_length, codebook_size=f.codebook_size,
+             n_quantizers=codes.shape[1], chunk_length=f.chunk_length, n_frames=codes.shape[2],
+             input_loudness_db=f.input_loudness_db, applied_gain_db=f.applied_gain_db,
+             fingerprint=bytes.fromhex(f.fingerprint), preset=f.preset.encode("utf-8"))
+    v.update(fields)
+    header = codec_file._FIXED.pack(
+        codec_file.MAGIC, codec_file.FORMAT_VERSION, v["sample_rate"], v["channels"], v["original_length"],
+        v["model_sample_rate"], v["hop_length"], v["codebook_size"], v["n_quantizers"], v["chunk_length"],
+        v["n_frames"], v["input_loudness_db"], v["applied_gain_db"], len(v["fingerprint"]), len(v["preset"]),
+    )
+    payload = v.get("payload", codec_file.pack_codes(codes.transpose(2, 0, 1), bits_per_code(f.codebook_size)))
+    return with_crc(header + v["fingerprint"] + v["preset"] + payload)
+
+
+def test_forge_reproduces_the_writer():
+    f = make_file()
+    assert forge(f) == codec_file.to_bytes(f)
+
+
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        (dict(applied_gain_db=float("nan")), "applied gain"),
+        (dict(applied_gain_db=float("inf")), "applied gain"),
+        (dict(applied_gain_db=1e30), "applied gain"),
+        (dict(applied_gain_db=-120.5), "applied gain"),
+        (dict(input_loudness_db=float("nan")), "input loudness"),
+        (dict(input_loudness_db=float("inf")), "input loudness"),
+        (dict(input_loudness_db=-1e30), "input loudness"),
+        (dict(fingerprint=b"\x01" * 5), "fingerprint"),
+        (dict(preset=b""), "preset"),
+        (dict(preset=b"small\x00"), "preset"),
+        (dict(preset="\ufeffsmall_24khz".encode("utf-8")), "preset"),
+        (dict(original_length=2 * 21756), "frames do not match"),
+        (dict(original_length=0), "original_length"),
+    ],
+)
+def test_header_values_no_writer_produces_are_refused(fields, message):
+    """A NaN gain used to decode to full-scale noise and 1e30 to silence; every such header is an error now."""
+    f = make_file()
+    data = forge(f, **fields)
+    with pytest.raises(CodecFileError, match=message) as err:
+        codec_file.from_bytes(data, name="odd.mlae")
+    assert str(err.value).startswith("odd.mlae: ") and "\n" not in str(err.value)
+    # and the writer refuses to produce the same header
+    as_values = {k: (v.hex() if k == "fingerprint" else v.decode("utf-8") if k == "preset" else v)
+                 for k, v in fields.items()}
+    with pytest.raises(CodecFileError, match=message):
+        codec_file.to_bytes(make_file(**as_values))
+
+
+def test_limits_themselves_are_accepted():
+    for gain, loudness in ((120.0, 200.0), (-120.0, -200.0), (0.0, float("-inf"))):
+        f = make_file(applied_gain_db=gain, input_loudness_db=loudness)
+        g = codec_file.from_bytes(codec_file.to_bytes(f))
+        assert (g.applied_gain_db, g.input_loudness_db) == (gain, loudness)
+
+
+def test_non_zero_padding_bits_refused():
+    f = make_file(codebook_size=1024, channels=1, n_q=1, frames=3, original_length=3 * 320 * 44100 // 24000)
+    payload = bytearray(codec_file.pack_codes(f.codes.transpose(2, 0, 1), 10))  # 30 bits: 2 spare
+    payload[-1] |= 0x01
+    with pytest.raises(CodecFileError, match="padding"):
+        codec_file.from_bytes(forge(f, payload=bytes(payload)))
+
+
+def test_save_and_load_methods(tmp_path):
+    f = make_file()
+    path = tmp_path / "song.mlae"
+    f.save(path)
+    g = MLAEFile.load(path)
+    np.testing.assert_array_equal(g.codes, f.codes)
+    assert path.read_bytes() == codec_file.to_bytes(f)
+    assert g.describe(path.stat().st_size)[0] == "format version  1"

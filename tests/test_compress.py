@@ -5,8 +5,10 @@ import pytest
 import soundfile as sf
 from conftest import sweep
 
-from ml_audio_encoder import audio_io, codec_file
-from ml_audio_encoder.compress import (
+from ml_audio_encoder.errors import AudioInputError, CodecFileError
+from ml_audio_encoder.protocol import Codec
+from ml_audio_encoder.runtime import audio_io, codec_file
+from ml_audio_encoder.runtime.compress import (
     _gain_db,
     _sample_windows,
     check_model,
@@ -14,7 +16,6 @@ from ml_audio_encoder.compress import (
     context_frames,
     decompress,
 )
-from ml_audio_encoder.errors import AudioInputError, CodecFileError
 
 
 def signal(seconds, sr, channels=1, seed=0):
@@ -200,3 +201,24 @@ def test_windows_slice_the_stream_exactly():
 
 def test_context_covers_receptive_field(tiny_model):
     assert context_frames(tiny_model) * tiny_model.hop_length > tiny_model.receptive_field
+
+
+def test_levels_no_file_can_hold_are_refused(tiny_model):
+    """A peak of 1e7 needs a gain of -140 dB: beyond what a .mlae header may say, so the input is refused."""
+    with pytest.raises(AudioInputError, match="level out of range"):
+        compress(tiny_model, 1e7 * signal(0.2, 16000), sample_rate=16000)
+    f = compress(tiny_model, 1e5 * signal(0.2, 16000), sample_rate=16000)  # -100 dB still fits
+    assert -120 <= f.applied_gain_db < -90
+    np.testing.assert_array_equal(codec_file.from_bytes(codec_file.to_bytes(f)).codes, f.codes)
+
+
+def test_in_memory_files_with_impossible_headers_are_refused(tiny_model):
+    f = compress(tiny_model, signal(0.2, 16000), sample_rate=16000)
+    f.applied_gain_db = float("nan")  # would decode to full-scale noise
+    with pytest.raises(CodecFileError, match="applied gain"):
+        decompress(tiny_model, f)
+
+
+def test_the_model_is_a_codec(tiny_model):
+    assert isinstance(tiny_model, Codec)
+    assert tiny_model.bitrate(2) == 2 * tiny_model.bits_per_code * tiny_model.frame_rate

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ml_audio_encoder import data as D
+from ml_audio_encoder.training import data as D
 
 SR = 24000
 
@@ -276,3 +276,29 @@ def test_make_pack_helpers():
     x = np.concatenate([np.zeros(SR), _tone(SR, 0.5, 200, 1), np.zeros(SR)])
     y = p.trim_edges(x, SR)
     assert 0.5 * SR <= y.shape[0] <= 0.65 * SR
+
+
+def test_manifest_scripts_never_load_keras():
+    """train/get_data.py and train/make_pack.py write manifests and packs: the data modules they use load no Keras."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = ("import sys, importlib.util\n"
+              "import ml_audio_encoder.training.data.manifest, ml_audio_encoder.training.data.splits\n"
+              "import ml_audio_encoder.training.data.excerpts, ml_audio_encoder.training.data.validation\n"
+              "for name in ('get_data', 'make_pack'):\n"
+              f"    spec = importlib.util.spec_from_file_location(name, {root!r} + f'/train/{{name}}.py')\n"
+              "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+              "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_public_names_of_the_package():
+    for name in ("AudioDataset", "build_validation_set", "load_items", "iter_audio_files", "AudioItem", "as_tf_dataset",
+                 "assign_splits", "ExcerptSampler", "AudioCache", "decode_audio", "measure_loudness", "write_manifest"):
+        assert hasattr(D, name), name
+    with pytest.raises(ValueError, match="no audio items"):
+        D.require_items([], split="train")

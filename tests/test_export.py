@@ -11,7 +11,7 @@ import pytest
 from conftest import sweep
 
 from ml_audio_encoder import cli
-from ml_audio_encoder.export import read_metadata
+from ml_audio_encoder.runtime.export import read_metadata
 
 LENGTHS = (1013, 640)  # not a whole number of frames (hop 40) / a whole number
 N_Q = 2  # fewer than tiny_test's 4 levels

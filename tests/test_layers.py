@@ -1,5 +1,5 @@
-import numpy as np
 import keras
+import numpy as np
 import pytest
 
 from ml_audio_encoder.nn.layers import ResidualUnit, Snake1d, WNConv1d, WNConvTranspose1d
@@ -62,7 +62,7 @@ def test_weight_norm_starts_with_g_equal_to_the_norm_of_v_inside_a_built_model()
     from ml_audio_encoder import MLAudioEncoder
 
     model = MLAudioEncoder.from_preset("tiny_test")
-    convs = [l for l in model._flatten_layers() if hasattr(l, "kernel_g")]
+    convs = [layer for layer in model._flatten_layers() if hasattr(layer, "kernel_g")]
     assert convs
     for layer in convs:
         v = np.asarray(layer.kernel_v)

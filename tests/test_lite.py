@@ -7,14 +7,14 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import sweep
 
 pytest.importorskip("ai_edge_litert")
 
-from ml_audio_encoder import codec_file, lite  # noqa: E402
-from ml_audio_encoder.compress import compress, decompress  # noqa: E402
 from ml_audio_encoder.errors import CodecFileError  # noqa: E402
+from ml_audio_encoder.runtime import codec_file, lite  # noqa: E402
+from ml_audio_encoder.runtime.compress import compress, decompress  # noqa: E402
+from ml_audio_encoder.runtime.loading import load_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def exported(tiny_model, tmp_path_factory):
     """tiny_test exported twice: float32 (for exact comparisons) and float16 (what ships)."""
-    from ml_audio_encoder.export import export_lite
+    from ml_audio_encoder.runtime.export import export_lite
 
     folder = tmp_path_factory.mktemp("lite")
     return {
@@ -97,17 +97,39 @@ def test_files_cross_runtimes(tiny_model, exported, tmp_path):
 
 
 def test_other_weights_are_refused(exported, tmp_path):
-    from ml_audio_encoder.cli import load_model
-
     other = load_model("random:tiny_test")  # seeded: not the conftest model's weights
     f = compress(other, sweep(0.5, 16000)[None], sample_rate=16000)
     with pytest.raises(CodecFileError, match="weights fingerprint"):
         decompress(_codec(exported), f)
 
 
-def test_engine_selection(exported):
-    from ml_audio_encoder.cli import load_model
+def test_both_runtimes_are_codecs(tiny_model, exported):
+    from ml_audio_encoder import Codec
 
+    codec = _codec(exported)
+    assert isinstance(codec, Codec) and isinstance(tiny_model, Codec)
+    for n in (None, 1, 3):
+        assert codec.bitrate(n) == tiny_model.bitrate(n)
+    assert codec.frame_rate == tiny_model.frame_rate
+
+
+def test_importing_the_package_loads_no_tensorflow():
+    """The top-level names are lazy: the errors, MLAEFile and load_model come without Keras or TensorFlow."""
+    script = (
+        "import sys\n"
+        "import ml_audio_encoder as m\n"
+        "from ml_audio_encoder import AudioInputError, CodecFileError, MLAEFile, load_model, PRESETS, Codec\n"
+        "import ml_audio_encoder.runtime.compress, ml_audio_encoder.runtime.lite, ml_audio_encoder.cli\n"
+        "assert MLAEFile.__name__ == 'MLAEFile' and callable(load_model)\n"
+        "print(sorted(x for x in ('tensorflow', 'keras', 'jax', 'librosa') if x in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_engine_selection(exported):
     spec = exported["float32"]["metadata"]
     assert isinstance(load_model(spec), lite.LiteCodec)
     assert isinstance(load_model(spec, engine="lite"), lite.LiteCodec)

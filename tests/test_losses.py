@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 from conftest import sweep
 
+from ml_audio_encoder.nn.spectral import mel_filters
 from ml_audio_encoder.training import losses as L
 from ml_audio_encoder.training.discriminator import Discriminator
-from ml_audio_encoder.nn.spectral import mel_filters
 
 SR = 16000
 
@@ -252,3 +252,21 @@ def test_gan_loss_wrapper_batches_fake_and_real_and_stops_gradient_for_the_discr
     d_grads = tape.gradient(d_loss, d.trainable_variables)
     assert all(g is not None for g in d_grads)
     assert np.abs(tape.gradient(g_loss, fake).numpy()).sum() > 0
+
+
+def test_phase_loss_is_wrap_aware_and_sees_gliding_harmonics():
+    sr, n = 24000, 24000
+    t = np.arange(n) / sr
+    x = (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32")[None, :, None]
+    loss = L.PhaseLoss(1280, 320)
+    assert float(loss.call(x, x)[0]) == pytest.approx(0.0, abs=1e-4)
+    # A polarity flip is a phase error of pi everywhere: IP costs ~2, its derivatives nothing.
+    assert float(L.PhaseLoss(1280, 320, gd_weight=0, iaf_weight=0).call(x, -x)[0]) == pytest.approx(2.0, abs=1e-2)
+    assert float(L.PhaseLoss(1280, 320, ip_weight=0).call(x, -x)[0]) == pytest.approx(0.0, abs=1e-2)
+    # A shift by one full period (2*pi in every bin of this tone) costs (almost) nothing: anti-wrapping.
+    shifted = np.roll(x, 24000 // 440 * 0 + 600, axis=1)  # 600 samples = 11 periods of 440 Hz (+~0.0 rad)
+    assert float(loss.call(x[:, 2000:-2000], shifted[:, 2000:-2000])[0]) < 0.1
+    # A tone at a wrong frequency (the 75 Hz comb the mel loss leaves) is penalised by the IAF term.
+    wrong = (0.3 * np.sin(2 * np.pi * 450 * t)).astype("float32")[None, :, None]
+    iaf = L.PhaseLoss(1280, 320, ip_weight=0, gd_weight=0)
+    assert float(iaf.call(x, wrong)[0]) > 0.3

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ml_audio_encoder import MLAudioEncoder, PRESETS
+from ml_audio_encoder import PRESETS, MLAudioEncoder
 from ml_audio_encoder.weights import load_arrays, load_weights, save_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

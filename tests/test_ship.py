@@ -1,4 +1,4 @@
-"""train/ship.py: a checkpoint becomes verified pretrained weights for both runtimes."""
+"""train/ship.py: a checkpoint becomes verified pretrained weights for both runtimes, written as data."""
 
 import json
 import os
@@ -14,69 +14,106 @@ from train import ship
 pytest.importorskip("ai_edge_litert")
 
 
+def _run(tmp_path, model, step=7, config=True):
+    run = tmp_path / "run"
+    folder = run / "checkpoints" / f"step-{step:08d}"
+    folder.mkdir(parents=True)
+    meta = {"config": model.get_config()} if config else None
+    save_arrays(str(folder / "generator.npz"), [np.asarray(w) for w in model.weights], meta=meta)
+    (run / "checkpoints" / "best.json").write_text(json.dumps({"folder": folder.name, "step": step, "val_mel": 1.5}))
+    (run / "log.csv").write_text(f"step,val_mel,machine\n{step},1.5,test\n")
+    return run
+
+
 @pytest.fixture(scope="module")
 def shipped_once(tiny_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ship")
-    run = tmp_path / "run"
-    folder = run / "checkpoints" / "step-00000007"
-    folder.mkdir(parents=True)
-    save_arrays(str(folder / "generator.npz"), [np.asarray(w) for w in tiny_model.weights])
-    (run / "checkpoints" / "best.json").write_text(json.dumps({"folder": "step-00000007", "step": 7}))
-    presets_py = tmp_path / "presets.py"
-    shutil.copy(presets.__file__, presets_py)
     out = tmp_path / "pretrained"
-    entry, written = ship.ship(str(run), "tiny_test", out_dir=str(out), presets_py=str(presets_py))
-    return entry, written, presets_py
+    meta, written = ship.ship(str(_run(tmp_path, tiny_model)), "tiny_test", out_dir=str(out))
+    return meta, written
 
 
 @pytest.fixture
 def shipped(shipped_once, tmp_path, monkeypatch):
     """The shipped files installed as the package's (a copy per test: tests may damage them)."""
-    entry, written, presets_py = shipped_once
+    meta, written = shipped_once
     out = tmp_path / "pretrained"
-    shutil.copytree(os.path.dirname(written[0]), out)
+    shutil.copytree(os.path.dirname(os.path.dirname(written[0])), out)
     monkeypatch.setattr(presets, "PRETRAINED_DIR", str(out))
-    monkeypatch.setattr(presets, "PRETRAINED", {"tiny_test": dict(entry)})
-    return entry, written, presets_py
+    return meta, written
 
 
-def test_ship_records_verified_files(shipped):
-    entry, written, presets_py = shipped
-    assert entry["step"] == 7
-    assert sorted(entry["files"]) == sorted(os.path.basename(p) for p in written)
-    assert {os.path.splitext(p)[1] for p in written} == {".npz", ".tflite", ".json"}
-    namespace = {}
-    exec(open(presets_py).read().split("# BEGIN PRETRAINED\n")[1].split("# END PRETRAINED")[0], namespace)
-    assert namespace["PRETRAINED"]["tiny_test"] == entry
+def test_ship_writes_a_preset_folder_of_data(shipped, tiny_model):
+    meta, written = shipped
+    names = sorted(os.path.basename(p) for p in written)
+    assert names == ["config.json", "lite.decoder.tflite", "lite.encoder.tflite", "lite.json", "metadata.json",
+                     "weights.npz"]
+    assert meta == presets.read_metadata("tiny_test")
+    assert meta["step"] == 7 and meta["lite_prefix"] == "lite" and meta["keras_weights"] == "weights.npz"
+    assert sorted(meta["files"]) == [n for n in names if n != "metadata.json"]
+    assert meta["training"]["record"] == {"step": 7, "val_mel": 1.5}
+    assert meta["training"]["log"] == {"step": 7, "val_mel": 1.5, "machine": "test"}
+    config = presets.preset_config("tiny_test", pretrained=True)
+    assert config["n_codebooks"] == tiny_model.n_codebooks and "preset" not in config and "name" not in config
+    assert presets.shipped_presets() == ["tiny_test"] and presets.has_pretrained("tiny_test")
+    assert not presets.has_pretrained("thesis_44khz")
 
 
 def test_both_runtimes_load_the_shipped_weights(shipped, tiny_model):
-    from ml_audio_encoder import MLAudioEncoder
-    from ml_audio_encoder.cli import load_model
-    from ml_audio_encoder.lite import LiteCodec
+    from ml_audio_encoder import MLAudioEncoder, load_model
+    from ml_audio_encoder.runtime.lite import LiteCodec
 
-    entry = shipped[0]
+    meta = shipped[0]
     keras_model = MLAudioEncoder.from_preset("tiny_test", pretrained=True)
-    assert keras_model.fingerprint() == entry["fingerprint"]
+    assert keras_model.fingerprint() == meta["fingerprint"] == presets.pretrained_fingerprint("tiny_test")
     # float16 rounding: close to, not equal to, the float32 weights trained
     pairs = zip(keras_model.weights, tiny_model.weights)
     assert max(np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in pairs) < 1e-2
     codec = load_model("tiny_test")
-    assert isinstance(codec, LiteCodec) and codec.fingerprint() == entry["fingerprint"]
+    assert isinstance(codec, LiteCodec) and codec.fingerprint() == meta["fingerprint"]
     assert not isinstance(load_model("tiny_test", engine="keras"), LiteCodec)
 
 
 def test_corrupted_or_swapped_files_are_refused(shipped):
-    from ml_audio_encoder import MLAudioEncoder
-    from ml_audio_encoder.cli import load_model
+    from ml_audio_encoder import MLAudioEncoder, load_model
 
-    path = os.path.join(presets.PRETRAINED_DIR, "tiny_test.decoder.tflite")
+    path = os.path.join(presets.pretrained_dir("tiny_test"), "lite.decoder.tflite")
     with open(path, "r+b") as f:
         f.seek(-3, os.SEEK_END)
         f.write(b"xyz")
     with pytest.raises(OSError, match="corrupted"):
         load_model("tiny_test")
-    entry = dict(shipped[0], fingerprint="0" * 64)
-    presets.PRETRAINED["tiny_test"] = entry
+    meta_path = os.path.join(presets.pretrained_dir("tiny_test"), "metadata.json")
+    meta = json.load(open(meta_path))
+    json.dump(dict(meta, fingerprint="0" * 64), open(meta_path, "w"))
     with pytest.raises(OSError, match="fingerprint"):
         MLAudioEncoder.from_preset("tiny_test", pretrained=True)
+
+
+def test_keras_only_ship_and_reship(tiny_model, tmp_path, monkeypatch):
+    """--no-lite ships Keras weights that the default engine then runs; shipping again replaces the folder."""
+    from ml_audio_encoder import load_model
+
+    out = tmp_path / "pretrained"
+    run = _run(tmp_path, tiny_model, config=False)  # an old checkpoint without a config: the preset's is used
+    meta, written = ship.ship(str(run), "tiny_test", out_dir=str(out), lite=False)
+    assert meta["lite_prefix"] is None and not any("tflite" in p for p in written)
+    monkeypatch.setattr(presets, "PRETRAINED_DIR", str(out))
+    assert presets.pretrained_lite_prefix("tiny_test") is None
+    assert load_model("tiny_test").fingerprint() == meta["fingerprint"]  # auto falls back to Keras
+    with pytest.raises(ValueError, match="no LiteRT files"):
+        load_model("tiny_test", engine="lite")
+    again, _ = ship.ship(str(run), "tiny_test", out_dir=str(out), lite=False)
+    assert again["fingerprint"] == meta["fingerprint"] and sorted(os.listdir(out)) == ["tiny_test"]
+
+
+def test_the_shipped_small_24khz_folder_is_consistent():
+    """The package's own shipped weights: every file matches metadata.json, config.json matches the preset."""
+    meta = presets.read_metadata("small_24khz")
+    for name in meta["files"]:
+        presets.pretrained_file("small_24khz", name)
+    assert presets.preset_config("small_24khz", pretrained=True) == json.loads(json.dumps(
+        presets.PRESETS["small_24khz"]))
+    assert meta["fingerprint"] == "180604ba8b5074b7906669fbce8240802464df05b93fb1c752238aa7dc0350b5"
+    lite = json.load(open(presets.pretrained_file("small_24khz", "lite.json")))
+    assert lite["fingerprint"] == meta["fingerprint"]

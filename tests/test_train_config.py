@@ -2,7 +2,9 @@
 
 import os
 
-from train.train import CONF_DIR, load_config
+from ml_audio_encoder.training.config import load_config
+
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train", "conf")
 
 
 def test_small_config_inherits_thesis_hyper_parameters_and_overrides_parse():

@@ -9,17 +9,13 @@ Uses random audio (timing does not depend on content) so it runs anywhere; print
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from train.train import build, load_config  # noqa: E402
-from ml_audio_encoder.training.callbacks import _peak_device_mb, machine_description  # noqa: E402
+from ml_audio_encoder.training.callbacks import _peak_device_mb, machine_description
+from ml_audio_encoder.training.config import build, load_config
 
 
 class _Timer(keras.callbacks.Callback):

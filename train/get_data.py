@@ -9,7 +9,8 @@ unpacked again, and the manifest is rebuilt from what is on disk.
 Manifest columns: path (relative to the manifest's folder), domain, source, speaker, gender, language, duration_s,
 sample_rate, channels, full_band, split. The split (train/dev) is deterministic: whole speakers for labelled speech
 (one speaker per (gender, band) class goes to dev), otherwise by a hash of the relative path (or of the drum kit /
-speaker group), see ``ml_audio_encoder.data.assign_splits``. Identical files (same bytes) are listed once.
+speaker group), see ``ml_audio_encoder.training.data.splits.assign_splits``. Identical files (same bytes) are listed
+once.
 
 Examples::
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import gzip
 import hashlib
 import os
 import re
@@ -36,9 +36,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from ml_audio_encoder.data import (  # noqa: E402
-    AudioItem, iter_audio_files, assign_splits, stable_hash, summarize_items, write_manifest,
+from ml_audio_encoder.training.data.manifest import (  # noqa: E402  (no Keras: TensorFlow never loads here)
+    AudioItem,
+    iter_audio_files,
+    summarize_items,
+    write_manifest,
 )
+from ml_audio_encoder.training.data.splits import assign_splits, stable_hash  # noqa: E402
 
 # package -> domains it contributes (for --domains) and a one-line description
 PACKAGES = {
@@ -73,7 +77,9 @@ TUXPAINT_VOICES = {
 }
 TUXPAINT_BANDLIMITED = {"el", "ca"}  # el ~8 kHz, ca ~10 kHz bandwidth
 FILLETS_ROLES = {"m": "F", "v": "M"}  # small fish (female voice), big fish (male voice)
-BANDLIMITED_PACKAGES = {"fillets-ng-data-nl"} | {f"asterisk-core-sounds-{x}-wav" for x in ("en", "es", "fr", "it", "ru")}
+BANDLIMITED_PACKAGES = {"fillets-ng-data-nl"} | {
+    f"asterisk-core-sounds-{x}-wav" for x in ("en", "es", "fr", "it", "ru")
+}
 MIN_FULL_BAND_RATE = 22050  # files stored below this rate are band-limited by construction
 
 DESC_RE = re.compile(r"_desc(?:_([A-Za-z]+))?\.ogg(?:\.ogg)?$")
@@ -299,7 +305,7 @@ def limit_minutes(rows: list[dict], max_minutes: float) -> list[dict]:
     by_src: dict[str, list[dict]] = {}
     for r in rows:
         by_src.setdefault(r["source"], []).append(r)
-    for src, rs in by_src.items():
+    for rs in by_src.values():
         total = 0.0
         for r in sorted(rs, key=lambda r: stable_hash(r["path"], "limit")):
             if total >= max_minutes * 60:
@@ -442,7 +448,8 @@ def write_data_md(path: str, rows: list[dict], pkgs: list[str], lic: dict, data_
               "- `full_band` is false for Asterisk (8 kHz), Fish Fillets nl (~7.7 kHz), Tux Paint el (~8 kHz) and "
               "ca (~10 kHz), and for any file stored below 22.05 kHz.",
               "- Split: per (gender, full_band) class of labelled speakers (with >= 2 speakers), the speaker with the "
-              "lowest SHA-1 among the smaller half of the class (by minutes) goes to dev; all other files go to dev when SHA-1(group) < {args.dev_fraction} (group = speaker, Hydrogen "
+              "lowest SHA-1 among the smaller half of the class (by minutes) goes to dev; all other files go to dev "
+              f"when SHA-1(group) < {args.dev_fraction} (group = speaker, Hydrogen "
               "kit, or the path relative to `data/`). Deterministic, no speaker on both sides.",
               "- Excluded: warzone2100-music (already Opus at ~48 kbps), Asterisk `silence/` files, unreadable files "
               "(e.g. Ogg Theora video), and byte-identical duplicates (the first path in sorted order is kept).",

@@ -17,7 +17,8 @@ segments. Each piece is loudness-normalized to -20 LUFS (peak <= -0.3 dBFS) befo
 is below -50 LUFS (silence) are dropped. If the pack exceeds ``--max-mb`` the Vorbis quality is lowered and the
 pack re-encoded.
 
-``ml_audio_encoder.data`` loads the result like any manifest: ``AudioDataset("data/pack", ..., split="train")``.
+``ml_audio_encoder.training.data`` loads the result like any manifest:
+``AudioDataset("data/pack", ..., split="train")``.
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from ml_audio_encoder.data import (  # noqa: E402
-    AudioItem, decode_audio, load_manifest, measure_loudness, normalize_loudness, stable_hash, write_manifest,
+from ml_audio_encoder.training.data.excerpts import (  # noqa: E402  (no Keras: TensorFlow never loads here)
+    decode_audio,
+    measure_loudness,
+    normalize_loudness,
 )
+from ml_audio_encoder.training.data.manifest import AudioItem, load_manifest, write_manifest  # noqa: E402
+from ml_audio_encoder.training.data.splits import stable_hash  # noqa: E402
 
 SHARES = {"speech": 0.45, "music": 0.45, "general": 0.10}
 
@@ -270,7 +275,7 @@ def main(argv=None) -> int:
     level = args.vorbis_level
     while True:
         with ThreadPoolExecutor(args.jobs) as ex:
-            blobs = list(ex.map(lambda f: encode(f[3], sr, level), flat))
+            blobs = list(ex.map(lambda f, level=level: encode(f[3], sr, level), flat))
         size = sum(len(b) for b in blobs)
         log(f"encoded {len(blobs)} segments at Vorbis level {level:.2f}: {size / 1e6:.1f} MB")
         if size <= args.max_mb * 1e6 or level >= 0.9:

@@ -4,7 +4,8 @@
     python train/overfit.py CLIP.ogg [--steps 400] [--out train/runs/overfit]
 
 Writes ``log.csv`` (step, mel loss, ...) and ``overfit.png`` (the curve) into ``--out``. The clip is resampled to
-the tiny model's 16 kHz; batches are random excerpts of it. With ``--gan`` the smoke config's tiny discriminators train too.
+the tiny model's 16 kHz; batches are random excerpts of it. With ``--gan`` the smoke config's tiny discriminators
+train too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ml_audio_encoder import audio_io  # noqa: E402
+from ml_audio_encoder.runtime import audio_io  # noqa: E402
 from ml_audio_encoder.training.callbacks import machine_description  # noqa: E402
 from train.train import CONF_DIR, build, load_config  # noqa: E402
 
@@ -48,7 +49,7 @@ def main(argv=None):
     trainer.set_adversarial(args.gan)
     g = trainer.generator
     audio, sr = audio_io.load(args.clip)
-    clip = audio_io.resample(audio.mean(axis=0), sr, g.sample_rate)[: int(args.seconds * g.sample_rate)]
+    clip = audio_io.resample(audio_io.to_mono(audio), sr, g.sample_rate)[: int(args.seconds * g.sample_rate)]
     clip = (clip / (np.abs(clip).max() + 1e-9) * 0.7).astype("float32")
     batch = config["data"]["batch_size"]
     length = int(round(0.4 * g.sample_rate / g.hop_length)) * g.hop_length  # the mel loss needs > 2048 samples

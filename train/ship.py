@@ -1,13 +1,19 @@
 #!/usr/bin/env python
 """Ship a run's checkpoint as a preset's pretrained weights inside the package.
 
-    python train/ship.py train/runs/small_24khz [--which best|latest] [--preset small_24khz] [--float32]
+    python train/ship.py train/runs/small_24khz [--which best|latest] [--preset small_24khz] [--float32] [--no-lite]
 
-Writes into ``ml_audio_encoder/pretrained/``: ``PRESET.npz`` (the generator, float16 by default, for Keras) and the
-same weights for the TensorFlow-free runtime (``PRESET.encoder.tflite``, ``PRESET.decoder.tflite``,
-``PRESET.json``; :func:`ml_audio_encoder.export.export_lite`). Then records in ``presets.py`` (between the
-``BEGIN/END PRETRAINED`` markers) the weights' fingerprint, the step shipped and each file's SHA-256, which
-``MLAudioEncoder.from_preset(..., pretrained=True)`` and the LiteRT loader verify before use.
+Writes the folder ``ml_audio_encoder/pretrained/PRESET/`` (replacing the previous one only once the new one is
+complete), as data (see :mod:`ml_audio_encoder.models.presets`):
+
+* ``weights.npz``: the generator, float16 by default, for Keras;
+* ``lite.encoder.tflite``, ``lite.decoder.tflite``, ``lite.json``: the same weights for the TensorFlow-free runtime
+  (:func:`ml_audio_encoder.runtime.export.export_lite`); skipped with ``--no-lite``, or with a warning when the
+  model does not convert;
+* ``config.json``: the constructor config of the checkpoint's model (any preset, any set of config keys);
+* ``metadata.json``: the weights' fingerprint, the step shipped, the SHA-256 of every other file and a training
+  summary (the checkpoint record and its row of ``log.csv``), which ``MLAudioEncoder.from_preset(...,
+  pretrained=True)`` and the LiteRT loader verify before use.
 
 The float16 rounding is applied to the Keras model too (weights go float32 -> float16 -> float32 before the
 fingerprint is taken), so the fingerprint names exactly the values both runtimes compute with.
@@ -16,59 +22,137 @@ fingerprint is taken), so the fingerprint names exactly the values both runtimes
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
-import re
+import shutil
 import sys
+import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+if ROOT not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
 from ml_audio_encoder.models import presets  # noqa: E402
 from ml_audio_encoder.weights import assign, load_arrays, save_weights  # noqa: E402
 
-PRESETS_PY = os.path.join(ROOT, "ml_audio_encoder", "models", "presets.py")
-_BLOCK = re.compile(r"(# BEGIN PRETRAINED\n).*?(# END PRETRAINED\n)", re.S)
+WEIGHTS_FILE = "weights.npz"
+LITE_PREFIX = "lite"
+# Keras bookkeeping in get_config() that is not part of the architecture
+_NOT_CONFIG = ("name", "trainable", "dtype", "preset")
 
 
-def record_pretrained(preset, entry, presets_py=PRESETS_PY):
-    """Rewrite the ``PRETRAINED`` literal in ``presets.py`` with ``entry`` for ``preset`` (others kept)."""
-    table = {**presets.PRETRAINED, preset: entry}
-    with open(presets_py) as f:
-        source = f.read()
-    if not _BLOCK.search(source):
-        raise RuntimeError(f"{presets_py}: no '# BEGIN PRETRAINED' / '# END PRETRAINED' block")
-    literal = "PRETRAINED = " + json.dumps(table, indent=4, sort_keys=True) + "\n"  # JSON is a Python literal here
-    with open(presets_py, "w") as f:
-        f.write(_BLOCK.sub(lambda m: m.group(1) + literal + m.group(2), source))
+def _number(text):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return text
+    if value != value:  # NaN stays text: metadata.json is strict JSON
+        return text
+    return int(value) if value.is_integer() and "." not in str(text) else value
 
 
-def ship(run_dir, preset="small_24khz", which="best", float16=True, out_dir=presets.PRETRAINED_DIR,
-         presets_py=PRESETS_PY):
+def log_row(run_dir, step):
+    """The row of ``RUN_DIR/log.csv`` for ``step`` (numbers parsed), or ``None``."""
+    path = os.path.join(run_dir, "log.csv")
+    if not os.path.exists(path):
+        return None
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if str(row.get("step")) == str(step):
+                return {k: _number(v) for k, v in row.items() if v not in ("", None)}
+    return None
+
+
+def training_summary(run_dir, record, which):
+    """What ``metadata.json`` says about how the weights were trained."""
+    run = os.path.abspath(run_dir)
+    return {
+        "run": os.path.relpath(run, ROOT) if run.startswith(ROOT + os.sep) else os.path.basename(run),
+        "checkpoint": which,
+        "record": {k: v for k, v in record.items() if k not in ("folder", "time")},
+        "log": log_row(run_dir, record["step"]),
+    }
+
+
+def write_metadata(folder, preset, fingerprint, step, training=None, lite_prefix=LITE_PREFIX,
+                   keras_weights=WEIGHTS_FILE, float16=True):
+    """Write ``folder/metadata.json`` recording the SHA-256 of every other file in ``folder``; returns the dict."""
+    files = {name: presets.sha256_file(os.path.join(folder, name)) for name in sorted(os.listdir(folder))
+             if name != presets.METADATA_FILE and os.path.isfile(os.path.join(folder, name))}
+    if lite_prefix and not all(f"{lite_prefix}{suffix}" in files for suffix in (".encoder.tflite", ".decoder.tflite",
+                                                                                 ".json")):
+        lite_prefix = None
+    meta = {
+        "format": presets.METADATA_FORMAT,
+        "format_version": 1,
+        "preset": preset,
+        "fingerprint": fingerprint,
+        "step": int(step),
+        "float16": bool(float16),
+        "keras_weights": keras_weights,
+        "lite_prefix": lite_prefix,
+        "files": files,
+        "training": training or {},
+    }
+    with open(os.path.join(folder, presets.METADATA_FILE), "w") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return meta
+
+
+def constructor_config(model):
+    """The model's constructor config without Keras bookkeeping (what ``config.json`` holds)."""
+    return {k: v for k, v in model.get_config().items() if k not in _NOT_CONFIG}
+
+
+def ship(run_dir, preset="small_24khz", which="best", float16=True, out_dir=None, lite=True):
+    """Ship checkpoint ``which`` of ``run_dir`` as preset ``preset``; returns ``(metadata, written paths)``."""
     from ml_audio_encoder import MLAudioEncoder
-    from ml_audio_encoder.export import export_lite
 
+    out_dir = out_dir or presets.PRETRAINED_DIR
     ckpt = os.path.join(run_dir, "checkpoints")
     with open(os.path.join(ckpt, f"{which}.json")) as f:
         record = json.load(f)
-    arrays, _ = load_arrays(os.path.join(ckpt, record["folder"], "generator.npz"))
+    arrays, meta = load_arrays(os.path.join(ckpt, record["folder"], "generator.npz"))
     dtype = np.float16 if float16 else np.float32
-    model = MLAudioEncoder.from_preset(preset)
+    config = {k: v for k, v in meta.get("config", {}).items() if k not in _NOT_CONFIG}
+    # The checkpoint records the architecture it trained (overrides included); older checkpoints fall back to the
+    # preset's config.
+    model = MLAudioEncoder(**(config or presets.preset_config(preset)), preset=preset)
     assign(model.weights, [a.astype(dtype).astype(np.float32) for a in arrays], what="checkpoint")
 
-    os.makedirs(out_dir, exist_ok=True)
-    prefix = os.path.join(out_dir, preset)
-    written = save_weights(model, prefix + ".npz", dtype="float16" if float16 else None)
-    written += list(export_lite(model, prefix, float16=float16).values())
-    entry = {
-        "fingerprint": model.fingerprint(),
-        "step": int(record["step"]),
-        "files": {os.path.basename(p): presets.sha256_file(p) for p in written},
-    }
-    record_pretrained(preset, entry, presets_py)
-    return entry, written
+    final = os.path.join(out_dir, preset)
+    tmp = final + ".shipping"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    save_weights(model, os.path.join(tmp, WEIGHTS_FILE), dtype="float16" if float16 else None)
+    if lite:
+        from ml_audio_encoder.runtime.export import export_lite
+
+        try:
+            export_lite(model, os.path.join(tmp, LITE_PREFIX), float16=float16)
+        except RuntimeError as exc:  # e.g. an architecture the TFLite converter cannot lower: ship Keras only
+            warnings.warn(f"no LiteRT files shipped for {preset}: {exc}", stacklevel=2)
+            for name in os.listdir(tmp):
+                if name.startswith(LITE_PREFIX + "."):
+                    os.remove(os.path.join(tmp, name))
+    with open(os.path.join(tmp, presets.CONFIG_FILE), "w") as f:
+        json.dump(constructor_config(model), f, indent=2, sort_keys=True)
+        f.write("\n")
+    metadata = write_metadata(tmp, preset, model.fingerprint(), record["step"],
+                              training_summary(run_dir, record, which), float16=float16)
+
+    old = final + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(final):
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    written = [os.path.join(final, name) for name in sorted(os.listdir(final))]
+    return metadata, written
 
 
 def main(argv=None):
@@ -77,11 +161,12 @@ def main(argv=None):
     p.add_argument("--preset", default="small_24khz")
     p.add_argument("--which", default="best", choices=["best", "latest"])
     p.add_argument("--float32", action="store_true", help="keep float32 weights (twice the size)")
+    p.add_argument("--no-lite", action="store_true", help="ship the Keras weights only (no LiteRT export)")
     args = p.parse_args(argv)
-    entry, written = ship(args.run_dir, args.preset, args.which, not args.float32)
+    meta, written = ship(args.run_dir, args.preset, args.which, not args.float32, lite=not args.no_lite)
     size = sum(os.path.getsize(p) for p in written) / 2**20
-    print(f"shipped {args.which} checkpoint (step {entry['step']}) of {args.preset}: {len(written)} files, "
-          f"{size:.1f} MiB, weights {entry['fingerprint'][:12]}")
+    print(f"shipped {args.which} checkpoint (step {meta['step']}) of {args.preset}: {len(written)} files, "
+          f"{size:.1f} MiB, weights {meta['fingerprint'][:12]}, LiteRT {'yes' if meta['lite_prefix'] else 'no'}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,21 @@
 #!/usr/bin/env python
-"""Train the codec with ``model.fit``: ``python train/train.py --config train/conf/small_24khz.yml [--resume]``.
+"""Train the codec with ``model.fit``: ``python train/train.py --config train/conf/default_cpu.yml``.
 
-Overrides: ``--set data.batch_size=8 train.epochs=2`` (dotted keys, YAML values). Runs are resumable: with
-``--resume`` the latest checkpoint in ``<run_dir>/checkpoints`` is loaded (weights and both optimizers) and training
-continues from its epoch. ``--max-minutes`` stops cleanly (checkpoint included) before a wall-clock limit, which is
-how runs on a time-limited GPU machine are chained.
+Overrides: ``--set data.batch_size=8 train.epochs=2`` (dotted keys, YAML values).
+
+Three ways to continue a run:
+* ``--resume``: the latest full checkpoint in ``<run_dir>/checkpoints`` (weights and both optimizers; git-ignored),
+  for restarts on the same machine.
+* ``--init-from train/state/<run>``: the compact committed state (``ml_audio_encoder/training/state.py``):
+  weights, step, epoch and cumulative CPU time, with fresh optimizer moments and a short learning-rate warm-up.
+  This is how a fresh checkout continues where the last session stopped; ``log.csv`` and ``dev.csv`` keep growing
+  with cumulative CPU-hours.
+* ``--save-state DIR`` (default ``train/state/<name>``) writes that compact state when the run ends.
+
+``--max-minutes`` (wall) and ``--max-cpu-minutes`` (this process's training CPU time) stop cleanly at the end of an
+epoch. From scratch the codebooks are initialized by k-means on the first batches (``codebooks.kmeans_batches``)
+and dead codes are restarted during training (``codebooks.restart_after``). Every ``dev.every_cpu_minutes`` the
+fixed dev check (``ml_audio_encoder/eval/devcheck.py``) scores mel distance and ViSQOL at ``dev.levels`` levels.
 
 Backend: TensorFlow by default; ``KERAS_BACKEND=jax`` for GPU machines without TensorFlow. With TensorFlow,
 ``--distribute mirrored`` trains under ``tf.distribute.MirroredStrategy`` on every local GPU.
@@ -14,128 +25,71 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import os
 import sys
-import time
 
-import yaml
+import keras
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ml_audio_encoder.eval.devcheck import DevCheck, opus_reference
+from ml_audio_encoder.training import callbacks as cb
+from ml_audio_encoder.training import data as D
+from ml_audio_encoder.training.codebooks import DeadCodeRestart, init_codebooks_from_data
+from ml_audio_encoder.training.config import build, load_config, make_data
+from ml_audio_encoder.training.state import load_state, read_state, save_state
 
-import keras  # noqa: E402
-
-from ml_audio_encoder.training import callbacks as cb  # noqa: E402
-from ml_audio_encoder import data as D  # noqa: E402
-from ml_audio_encoder.training.discriminator import Discriminator  # noqa: E402
-from ml_audio_encoder.models.presets import load as load_preset  # noqa: E402
-from ml_audio_encoder.training.trainer import CodecTrainer, make_optimizer  # noqa: E402
-
-CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONF_DIR = os.path.join(HERE, "conf")
 
 
-def load_config(path, overrides=()):
-    """Read a YAML config (``base:`` names another config file to start from) and apply ``key.sub=value`` pairs."""
-    with open(path) as f:
-        config = yaml.safe_load(f) or {}
-    if "base" in config:
-        base = load_config(os.path.join(os.path.dirname(path), config.pop("base")))
-        config = _merge(base, config)
-    for item in overrides:
-        key, _, value = item.partition("=")
-        node = config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = _parse_value(value)
-    return config
+def _set_threads(n):
+    if not n or keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
-def _parse_value(text):
-    # YAML 1.1 reads "1e-3" (no dot) as a string; on a command line that is always meant as a number.
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
-
-
-def _merge(base, update):
-    out = copy.deepcopy(base)
-    for k, v in update.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-class StopAfter(keras.callbacks.Callback):
-    """End training after ``minutes`` of wall time; the epoch still ends normally, so it is checkpointed."""
-
-    def __init__(self, minutes):
-        super().__init__()
-        self.deadline = time.time() + 60 * minutes
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.time() > self.deadline:
-            self.model.stop_training = True
-
-
-def build(config):
-    """Generator, discriminator and compiled trainer from a config dict."""
-    generator = load_preset(config["preset"], **config.get("model", {}))
-    disc_conf = dict(config.get("discriminator", {}))
-    disc_conf.setdefault("sample_rate", generator.sample_rate)
-    discriminator = Discriminator(**disc_conf)
-    discriminator.build((None, None, 1))
-    opt = config.get("optim", {})
-    trainer = CodecTrainer(generator, discriminator, adversarial=True)
-    trainer.compile(
-        g_optimizer=make_optimizer(opt.get("lr", 1e-4), tuple(opt.get("betas", (0.8, 0.99))),
-                                   opt.get("gamma", 0.999996), opt.get("weight_decay", 0.01),
-                                   opt.get("g_clipnorm", 1000.0)),
-        d_optimizer=make_optimizer(opt.get("d_lr", opt.get("lr", 1e-4)), tuple(opt.get("betas", (0.8, 0.99))),
-                                   opt.get("gamma", 0.999996), opt.get("weight_decay", 0.01),
-                                   opt.get("d_clipnorm", 10.0)),
-        loss_weights=config.get("loss_weights"),
-        jit_compile=config.get("train", {}).get("jit_compile", "auto"),
-    )
-    return trainer
-
-
-def make_data(config, generator):
-    dc = config["data"]
+def dev_clips(config, generator):
+    """The fixed dev-check clips of a config: ``(audio (N, T, 1), domains)``."""
+    dc, dev = config["data"], config.get("dev", {})
+    seconds = dev.get("seconds", 4.0)
     hop = generator.hop_length
-    excerpt = int(round(dc.get("excerpt_seconds", 0.38) * generator.sample_rate / hop)) * hop
-    train = D.AudioDataset(
-        dc["source"], generator.sample_rate, excerpt_samples=excerpt, batch_size=dc.get("batch_size", 16),
-        steps_per_epoch=config["train"].get("steps_per_epoch", 500), seed=config["train"].get("seed", 0),
-        split=dc.get("train_split", "train"), domains=dc.get("domains"), preload=dc.get("preload", True),
-        workers=dc.get("workers", 2), max_queue_size=dc.get("max_queue_size", 16),
-        full_band_weight=dc.get("full_band_weight", 1.0), progress=True,
-    )
-    val = D.build_validation_set(
-        dc.get("val_source", dc["source"]), generator.sample_rate, excerpt_samples=dc.get("val_excerpt", excerpt * 4),
-        n_per_domain=dc.get("val_per_domain", 8), split=dc.get("val_split", "dev"), domains=dc.get("domains"),
-    )
-    return train, val
+    excerpt = int(round(seconds * generator.sample_rate / hop)) * hop
+    val = D.build_validation_set(dc.get("val_source", dc["source"]), generator.sample_rate, excerpt_samples=excerpt,
+                                 n_per_domain=dev.get("n_per_domain", 6), split=dc.get("val_split", "dev"),
+                                 domains=dev.get("domains", ["speech", "music"]), seed=dev.get("seed", 1))
+    return val.audio, list(val.domains)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=os.path.join(CONF_DIR, "small_24khz.yml"))
+    parser.add_argument("--config", default=os.path.join(CONF_DIR, "default_cpu.yml"))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--run-dir", help="where checkpoints, logs and TensorBoard go (default train/runs/<name>)")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest full checkpoint")
+    parser.add_argument("--init-from", metavar="DIR", help="continue from a compact state (train/state/<run>)")
+    parser.add_argument("--save-state", metavar="DIR", help="write the compact state here at the end "
+                        "(default train/state/<name>; 'none' to skip)")
     parser.add_argument("--max-minutes", type=float, help="stop cleanly after this much wall time")
+    parser.add_argument("--max-cpu-minutes", type=float, help="stop cleanly after this much training CPU time")
+    parser.add_argument("--threads", type=int, help="TensorFlow intra/inter-op threads (default: all cores)")
     parser.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none")
     args = parser.parse_args(argv)
 
     config = load_config(args.config, args.set)
     tc = config.setdefault("train", {})
-    run_dir = args.run_dir or os.path.join(os.path.dirname(CONF_DIR), "runs", config["name"])
+    run_dir = args.run_dir or os.path.join(HERE, "runs", config["name"])
+    state_dir = args.save_state or os.path.join(HERE, "state", config["name"])
     os.makedirs(run_dir, exist_ok=True)
     keras.utils.set_random_seed(tc.get("seed", 0))
+    _set_threads(args.threads)
+
+    record = read_state(args.init_from) if args.init_from else None
+    if args.init_from and record is None:
+        raise SystemExit(f"--init-from {args.init_from}: no state.json there")
+    start_step = record["step"] if record else 0
+    warmup = tc.get("restart_warmup_steps", 200) if record else 0
 
     scope = contextlib.nullcontext()
     if args.distribute != "none":
@@ -145,30 +99,58 @@ def main(argv=None):
                     else tf.distribute.MultiWorkerMirroredStrategy())
         scope = strategy.scope()
     with scope:
-        trainer = build(config)
-    train_data, val = make_data(config, trainer.generator)
-    print(f"generator {trainer.generator.count_params():,} params, discriminator "
+        trainer = build(config, start_step=start_step, warmup_steps=warmup)
+    generator = trainer.generator
+    train_data, val = make_data(config, generator)
+    print(f"generator {generator.count_params():,} params, discriminator "
           f"{trainer.discriminator.count_params():,}; {len(val)} validation clips; backend {keras.backend.backend()}")
 
     checkpointer = cb.Checkpointer(os.path.join(run_dir, "checkpoints"), trainer)
-    initial_epoch = 0
-    if args.resume:
-        record = checkpointer.restore("latest")
-        if record:
-            initial_epoch = int(record["epoch"])
-            print(f"resumed from step {record['step']} (epoch {initial_epoch})")
+    initial_epoch, cpu_offset = 0, 0.0
+    if args.resume and (ckpt := checkpointer.restore("latest")):
+        initial_epoch = int(ckpt["epoch"])
+        cpu_offset = float(ckpt.get("cpu_seconds", 0.0))
+        print(f"resumed from step {ckpt['step']} (epoch {initial_epoch})")
+    elif record:
+        load_state(trainer, args.init_from)
+        initial_epoch, cpu_offset = int(record["epoch"]), float(record["cpu_seconds"])
+        print(f"continued from {args.init_from}: step {record['step']}, epoch {initial_epoch}, "
+              f"{cpu_offset / 3600:.2f} CPU-hours so far; learning rate warm-up over {warmup} steps")
+    else:
+        cbc = config.get("codebooks", {})
+        if cbc.get("kmeans_batches", 0):
+            used = init_codebooks_from_data(generator, train_data, n_batches=cbc["kmeans_batches"],
+                                            first_batch=10_000_000, seed=tc.get("seed", 0))
+            print("k-means codebook init: codes in use per level " + " ".join(f"{u:.2f}" for u in used))
+    train_data.epoch = initial_epoch  # batches of a continued run differ from the ones already seen
+
+    clock = cb.CPUClock(cpu_offset)
+    cbc = config.get("codebooks", {})
+    callbacks = [clock, cb.NaNGuard()]
+    if cbc.get("restart_after", 0):
+        callbacks.append(DeadCodeRestart(train_data, cbc["restart_after"], cbc.get("check_every", 10),
+                                         seed=tc.get("seed", 0)))
+    dev = config.get("dev", {})
+    if dev.get("every_cpu_minutes", 0):
+        clips, domains = dev_clips(config, generator)
+        ref = opus_reference(clips, domains, generator.sample_rate, dev.get("opus_kbps", 6.0),
+                             cache_path=os.path.join(run_dir, "dev_opus.json"))
+        print("dev check: " + ", ".join(f"{d}: {domains.count(d)}" for d in sorted(set(domains)))
+              + f" clips; Opus {dev.get('opus_kbps', 6.0):g} kbps: "
+              + " ".join(f"{k} {v:.3f}" for k, v in ref.items()))
+        callbacks.append(DevCheck(clips, domains, generator.sample_rate, clock,
+                                  csv_path=os.path.join(run_dir, "dev.csv"), n_quantizers=dev.get("levels", 8),
+                                  every_cpu_minutes=dev["every_cpu_minutes"]))
+    callbacks += [
+        cb.CheckpointCallback(checkpointer, keep_optimizer=tc.get("checkpoint_optimizer", True), clock=clock),
+        cb.CSVLog(os.path.join(run_dir, "log.csv"), extra={"config": os.path.basename(args.config)}, clock=clock),
+        cb.AudioSummary(os.path.join(run_dir, "tensorboard"), val.audio[: min(4, len(val))], generator.sample_rate),
+    ]
+    if args.max_minutes is not None or args.max_cpu_minutes is not None:
+        callbacks.append(cb.StopAfter(args.max_minutes, args.max_cpu_minutes, clock))
 
     steps = tc.get("steps_per_epoch", 500)
     warmup_epochs = -(-int(tc.get("warmup_steps", 0)) // steps)
-    callbacks = [
-        cb.NaNGuard(),
-        cb.CheckpointCallback(checkpointer, keep_optimizer=tc.get("checkpoint_optimizer", True)),
-        cb.CSVLog(os.path.join(run_dir, "log.csv"), extra={"config": os.path.basename(args.config)}),
-        cb.AudioSummary(os.path.join(run_dir, "tensorboard"), val.audio[: min(4, len(val))],
-                        trainer.generator.sample_rate),
-    ]
-    if args.max_minutes:
-        callbacks.append(StopAfter(args.max_minutes))
     epochs = tc.get("epochs", 100)
     val_data = val.as_py_dataset(config["data"].get("val_batch_size", 8))
     verbose = 2 if os.environ.get("CI") or not sys.stdout.isatty() else 1
@@ -183,6 +165,11 @@ def main(argv=None):
         initial_epoch = initial_epoch + len(history.epoch)
         if trainer.stop_training or initial_epoch < end_epoch:
             break
+    if state_dir != "none":
+        saved = save_state(trainer, state_dir, initial_epoch, clock.train_seconds(),
+                           config_path=os.path.relpath(args.config, os.path.dirname(HERE)))
+        print(f"compact state written to {state_dir}: step {saved['step']}, "
+              f"{saved['cpu_seconds'] / 3600:.2f} CPU-hours")
     return trainer
 
 

@@ -7,11 +7,11 @@ Takes the speech clips of ``data/manifest.csv`` whose speaker has a gender (M/F)
 clips per speaker, center-cropped to ``--crop`` seconds, loudness-normalized. Each clip is coded by the codec
 (``--model``, as ``mlae --model``: default the shipped ``small_24khz`` if there is one, else
 ``random:small_24khz``) and the first ``--n-levels`` RVQ levels go to
-:class:`ml_audio_encoder.classifier.CodeVoiceClassifier`. Baselines: the majority class of the training speakers,
-logistic regression on clip-level log-mel statistics (mean and standard deviation per mel bin), and the same small
-Transformer on log-mel frames (:class:`~ml_audio_encoder.classifier.MelVoiceClassifier`).
+:class:`ml_audio_encoder.experiments.classifier.CodeVoiceClassifier`. Baselines: the majority class of the training
+speakers, logistic regression on clip-level log-mel statistics (mean and standard deviation per mel bin), and the
+same small Transformer on log-mel frames (:class:`~ml_audio_encoder.experiments.classifier.MelVoiceClassifier`).
 
-Evaluation is speaker k-fold (:func:`~ml_audio_encoder.classifier.speaker_folds`): every speaker is held out
+Evaluation is speaker k-fold (:func:`~ml_audio_encoder.experiments.classifier.speaker_folds`): every speaker is held out
 exactly once and never trains the model that scores it. Codes and mel features are cached in
 ``--cache-dir`` (git-ignored ``runs_local/``), keyed by the codec's weight fingerprint, so a second run (or a full run
 after ``--quick``) only encodes the clips it has not seen.
@@ -40,8 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ml_audio_encoder import audio_io  # noqa: E402
-from ml_audio_encoder.classifier import (  # noqa: E402
+from ml_audio_encoder.experiments.classifier import (  # noqa: E402
     MEL_PAD,
     CodeVoiceClassifier,
     MelVoiceClassifier,
@@ -51,6 +50,7 @@ from ml_audio_encoder.classifier import (  # noqa: E402
     pooled_stats,
     speaker_folds,
 )
+from ml_audio_encoder.runtime import audio_io  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS = ("F", "M")  # class 0, class 1
@@ -58,9 +58,9 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def default_model_spec(preset="small_24khz"):
-    from ml_audio_encoder.models.presets import PRETRAINED
+    from ml_audio_encoder.models.presets import has_pretrained
 
-    return preset if preset in PRETRAINED else f"random:{preset}"
+    return preset if has_pretrained(preset) else f"random:{preset}"
 
 
 def describe_model(spec, model):
@@ -92,7 +92,7 @@ def select_clips(manifest, data_root, per_speaker, min_duration, seed):
 def prepare_audio(path, sample_rate, crop, band_limit):
     """Mono, center crop of ``crop`` s, optional band limit, RMS -> -20 dBFS (peak kept under 0.99)."""
     audio, _ = audio_io.load(path, sample_rate)
-    audio = audio.mean(axis=0)
+    audio = audio_io.to_mono(audio)
     n = int(round(crop * sample_rate))
     if len(audio) > n:
         start = (len(audio) - n) // 2
@@ -388,7 +388,7 @@ def main(argv=None):
     write_to_doc = not (args.no_doc or args.quick)
     t_start = time.time()
 
-    from ml_audio_encoder.cli import load_model
+    from ml_audio_encoder import load_model
 
     spec = args.model or default_model_spec()
     keras.utils.set_random_seed(args.seed)  # random:PRESET weights are then reproducible (the cache checks anyway)

@@ -8,11 +8,18 @@ Two changes over plain VQ-VAE codebooks keep every code in use without k-means i
 
 Quantizer dropout trains one model for many bitrates: part of each batch is quantized with a random smaller number
 of levels, so decoding any prefix of the codes gives usable audio.
+
+Codebooks that start alive (EnCodec's ``core_vq.py`` recipe, kept with DAC's L2-normalized search):
+:meth:`ResidualVectorQuantize.init_codebooks` runs k-means on real residuals, level by level in the factorized
+space, and :meth:`VectorQuantize.restart_codes` re-seeds codes that went unused from recent residuals. Both run
+eagerly on numpy, between training steps (``training/codebooks.py`` schedules them), so the compiled train step
+and the saved weights stay exactly as without them.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from .layers import WNConv1d, register
@@ -20,6 +27,32 @@ from .layers import WNConv1d, register
 
 def _l2_normalize(x, axis=-1, eps=1e-12):
     return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True)), eps)
+
+
+def _unit_rows(x):
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def kmeans_cosine(x, k, iters=20, seed=0):
+    """k-means with the quantizer's own assignment rule: nearest centroid by cosine similarity, centroid = mean of
+    its members (un-normalized, as the codebook entries the decoder embeds). Empty clusters are re-seeded from
+    random points. ``x`` is ``(N, d)``; returns float32 ``(k, d)``. Deterministic for a given ``seed``."""
+    x = np.asarray(x, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    if len(x) == 0:
+        raise ValueError("k-means needs at least one vector")
+    centroids = x[rng.choice(len(x), size=k, replace=len(x) < k)].copy()
+    for _ in range(iters):
+        assign = np.argmax(_unit_rows(x) @ _unit_rows(centroids).T, axis=1)
+        counts = np.bincount(assign, minlength=k)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, assign, x)
+        alive = counts > 0
+        centroids[alive] = sums[alive] / counts[alive, None]
+        dead = np.flatnonzero(~alive)
+        if len(dead):
+            centroids[dead] = x[rng.choice(len(x), size=len(dead), replace=len(x) < len(dead))]
+    return centroids.astype(np.float32)
 
 
 def _argmax_last(x):
@@ -83,6 +116,20 @@ class VectorQuantize(keras.layers.Layer):
         # For unit vectors argmin ‖e - c‖² == argmax e·c; the matmul is the only O(T·K·d) work.
         scores = ops.einsum("btd,kd->btk", enc, book)
         return _argmax_last(scores)
+
+    def restart_codes(self, dead, candidates, seed=0, noise=0.01):
+        """Replace the codebook rows ``dead`` by randomly drawn rows of ``candidates`` (``(N, codebook_dim)`` recent
+        inputs of this level, i.e. projected residuals) plus a little noise, so each lands where data is."""
+        dead = np.asarray(dead, dtype=np.int64)
+        if dead.size == 0:
+            return
+        candidates = np.asarray(candidates, dtype=np.float32)
+        rng = np.random.default_rng(seed)
+        picks = candidates[rng.choice(len(candidates), size=dead.size, replace=len(candidates) < dead.size)]
+        scale = noise * (np.std(candidates, axis=0, keepdims=True) + 1e-6)
+        book = np.array(keras.ops.convert_to_numpy(self.codebook), dtype=np.float32)
+        book[dead] = picks + scale * rng.standard_normal(picks.shape).astype(np.float32)
+        self.codebook.assign(book)
 
     def embed_codes(self, codes, dtype="float32"):
         """Codebook vectors (un-normalised, as DAC) for integer ``codes`` ``(B, T)`` -> ``(B, T, d)``."""
@@ -190,6 +237,34 @@ class ResidualVectorQuantize(keras.layers.Layer):
             codes.append(codes_i)
             latents.append(z_e_i)
         return z_q, ops.stack(codes, axis=1), ops.concatenate(latents, axis=-1), commitment_loss, codebook_loss
+
+    def level_inputs(self, z):
+        """What each level's nearest-code search sees for latents ``z`` ``(B, T, input_dim)``, all levels in use:
+        a list of numpy ``(B · T, codebook_dim)`` arrays (the projected residuals), for codebook maintenance."""
+        residual = ops.convert_to_tensor(z)
+        inputs = []
+        for q in self.quantizers:
+            z_q_i, _, _, _, z_e = q(residual)
+            inputs.append(np.asarray(ops.convert_to_numpy(z_e)).reshape(-1, q.codebook_dim))
+            residual = residual - z_q_i
+        return inputs
+
+    def init_codebooks(self, z, iters=20, seed=0):
+        """k-means initialization of every level from latents ``z`` ``(B, T, input_dim)``, coarsest first: each
+        level is fit on the residual that the levels above it (already initialized) leave.
+
+        Use a few thousand frames or more (several times ``codebook_size``); returns the fraction of codes in use
+        per level on ``z`` afterwards.
+        """
+        residual = ops.convert_to_tensor(z)
+        used = []
+        for i, q in enumerate(self.quantizers):
+            z_e = np.asarray(ops.convert_to_numpy(q.in_proj(residual))).reshape(-1, q.codebook_dim)
+            q.codebook.assign(kmeans_cosine(z_e, q.codebook_size, iters=iters, seed=seed + i))
+            z_q_i, _, _, codes, _ = q(residual)
+            used.append(len(np.unique(ops.convert_to_numpy(codes))) / q.codebook_size)
+            residual = residual - z_q_i
+        return used
 
     def from_codes(self, codes):
         """Rebuild ``(z_q, latents, codes)`` from integer codes ``(B, n_q, T)`` (any ``n_q <= n_codebooks``)."""

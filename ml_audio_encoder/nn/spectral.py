@@ -18,7 +18,10 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["as_batch_time", "stft", "magnitude", "mel_filters", "mel_spectrogram"]
+__all__ = [
+    "as_batch_time", "stft", "magnitude", "mel_filters", "mel_spectrogram",
+    "hann_window", "dft_matrices", "audio_to_frames", "overlap_add", "frames_to_audio", "rfft_frames", "irfft_frames",
+]
 
 
 def as_batch_time(audio):
@@ -115,3 +118,108 @@ def mel_spectrogram(audio, sample_rate, window_length, n_mels, hop_length=None, 
     real, imag = stft(audio, window_length, hop_length, window=window)
     fb = ops.convert_to_tensor(mel_filters(sample_rate, window_length, n_mels, fmin, fmax))
     return ops.matmul(magnitude(real, imag), fb)
+
+
+# -- A framed DFT pair as matrix products (frame-rate codecs) ---------------------------------------------------
+# The frame-rate encoder and decoder work on an STFT with ``n_fft = r · hop``. Written as reshape + matmul +
+# overlap-add instead of ``ops.stft``/``ops.istft`` because the inverse FFT does not convert to LiteRT builtins
+# (``tf.Complex``/``tf.IRFFT`` need TensorFlow at run time; ../shared/notes/istft_on_litert.md) while the matmul
+# form lowers to FULLY_CONNECTED, RESHAPE, PAD and ADD on every runtime. At n_fft 1280 and 75 frames/s the matmul
+# costs ~0.12 G multiply-adds per second of audio, small next to the ConvNeXt blocks.
+#
+# "same" framing (Vocos's ``padding="same"``): ``T = F · hop`` samples give ``F`` frames; frame t covers samples
+# ``[t·hop − p, t·hop − p + n_fft)`` with ``p = (n_fft − hop) / 2`` zeros beyond each end, i.e. it is centred on the
+# middle of its own hop. The inverse overlap-adds the windowed frames, crops p on each side and divides by the
+# summed squared window, so ``frames_to_audio(audio_to_frames(x)) == x`` and the output length equals the input's.
+
+
+def _check_same_framing(n_fft, hop):
+    n_fft, hop = int(n_fft), int(hop)
+    if n_fft % hop or (n_fft - hop) % 2:
+        raise ValueError(f"n_fft ({n_fft}) must be a multiple of hop ({hop}) with (n_fft - hop) even")
+    return n_fft, hop
+
+
+def hann_window(n):
+    """Periodic Hann window (as ``torch.hann_window`` / ``scipy.signal.get_window('hann')``), float64 numpy."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
+@functools.lru_cache(maxsize=8)
+def dft_matrices(n_fft):
+    """``(forward, inverse)`` real DFT matrices with the periodic Hann window folded in, float32 numpy.
+
+    ``frames @ forward`` gives ``[Re, Im]`` of the windowed rfft ``(…, 2 · (n_fft // 2 + 1))``; ``[Re, Im] @ inverse``
+    gives the windowed irfft ``(…, n_fft)`` (Hermitian weights 1, 2, …, 2, 1 over n_fft; the imaginary parts of the
+    DC and Nyquist bins drop out, as in irfft).
+    """
+    n_fft = int(n_fft)
+    n_bins = n_fft // 2 + 1
+    window = hann_window(n_fft)
+    angle = 2.0 * np.pi * np.outer(np.arange(n_fft), np.arange(n_bins)) / n_fft  # (n_fft, n_bins)
+    forward = np.concatenate([np.cos(angle), -np.sin(angle)], axis=1) * window[:, None]
+    weights = np.full(n_bins, 2.0)
+    weights[0] = 1.0
+    if n_fft % 2 == 0:
+        weights[-1] = 1.0
+    inverse = np.concatenate([np.cos(angle.T), -np.sin(angle.T)], axis=0) * np.tile(weights, 2)[:, None]
+    inverse = inverse * window[None, :] / n_fft
+    out = np.ascontiguousarray(forward, np.float32), np.ascontiguousarray(inverse, np.float32)
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+def audio_to_frames(audio, n_fft, hop):
+    """``(B, F · hop)`` audio -> ``(B, F, n_fft)`` "same" frames (not windowed; see :func:`dft_matrices`)."""
+    n_fft, hop = _check_same_framing(n_fft, hop)
+    pad = (n_fft - hop) // 2
+    x = ops.pad(audio, [(0, 0), (pad, pad)])
+    # After padding the length is (F + r − 1) · hop: frame t is hop-blocks t .. t + r − 1.
+    blocks = ops.reshape(x, (ops.shape(x)[0], -1, hop))
+    r = n_fft // hop
+    n_frames = ops.shape(blocks)[1] - (r - 1)
+    pieces = [blocks[:, k : k + n_frames, :] for k in range(r)]
+    return ops.concatenate(pieces, axis=-1)
+
+
+def overlap_add(frames, hop):
+    """Sum ``(B, F, n_fft)`` frames placed ``hop`` apart -> ``(B, (F + r − 1) · hop)``, ``r = n_fft / hop``."""
+    n_fft = frames.shape[-1]
+    r = n_fft // hop
+    out = None
+    for k in range(r):
+        piece = frames[:, :, k * hop : (k + 1) * hop]  # the k-th hop-block of every frame lands on block t + k
+        piece = ops.pad(piece, [(0, 0), (k, r - 1 - k), (0, 0)])
+        out = piece if out is None else out + piece
+    return ops.reshape(out, (ops.shape(out)[0], -1))
+
+
+def frames_to_audio(frames, hop):
+    """Windowed "same" frames ``(B, F, n_fft)`` -> ``(B, F · hop)`` audio: overlap-add, crop, divide by the window
+    envelope (its exact value at every sample, so the first and last ``p`` samples come back right too)."""
+    n_fft, hop = _check_same_framing(frames.shape[-1], hop)
+    pad = (n_fft - hop) // 2
+    window_sq = ops.convert_to_tensor(np.square(hann_window(n_fft)).astype(np.float32))
+    envelope = overlap_add(ops.zeros_like(frames[:1, :, :1]) + window_sq, hop)
+    y = overlap_add(frames, hop)
+    length = ops.shape(y)[1] - 2 * pad
+    y = ops.slice(y, (0, pad), (ops.shape(y)[0], length))
+    envelope = ops.slice(envelope, (0, pad), (1, length))
+    return y / ops.maximum(envelope, 1e-8)
+
+
+def rfft_frames(audio, n_fft, hop):
+    """``(B, F · hop)`` -> ``(Re, Im)`` of the Hann-windowed "same" STFT, each ``(B, F, n_fft // 2 + 1)``."""
+    forward, _ = dft_matrices(n_fft)
+    spec = ops.matmul(audio_to_frames(audio, n_fft, hop), ops.convert_to_tensor(forward))
+    n_bins = n_fft // 2 + 1
+    return spec[..., :n_bins], spec[..., n_bins:]
+
+
+def irfft_frames(real, imag, hop):
+    """Inverse of :func:`rfft_frames`: ``(Re, Im)`` ``(B, F, n_fft // 2 + 1)`` -> ``(B, F · hop)`` audio."""
+    n_fft = 2 * (real.shape[-1] - 1)
+    _, inverse = dft_matrices(n_fft)
+    frames = ops.matmul(ops.concatenate([real, imag], axis=-1), ops.convert_to_tensor(inverse))
+    return frames_to_audio(frames, hop)

@@ -107,8 +107,9 @@ class Checkpointer:
 class CheckpointCallback(keras.callbacks.Callback):
     """Checkpoint at the end of every epoch (an epoch is ``steps_per_epoch`` steps); track the best val mel."""
 
-    def __init__(self, checkpointer, monitor="val_mel", keep_optimizer=True):
+    def __init__(self, checkpointer, monitor="val_mel", keep_optimizer=True, clock=None):
         super().__init__()
+        self.clock = clock
         self.checkpointer = checkpointer
         self.monitor = monitor
         self.keep_optimizer = keep_optimizer
@@ -125,6 +126,8 @@ class CheckpointCallback(keras.callbacks.Callback):
                                                   if hasattr(self.model.optimizer.iterations, "numpy")
                                                   else self.model.optimizer.iterations)}
         state.update({k: float(v) for k, v in logs.items()})
+        if self.clock is not None:
+            state["cpu_seconds"] = self.clock.train_seconds()
         self.checkpointer.save(state, best=is_best, keep_optimizer=self.keep_optimizer)
 
 
@@ -145,16 +148,67 @@ class NaNGuard(keras.callbacks.Callback):
                 )
 
 
+class CPUClock(keras.callbacks.Callback):
+    """Training CPU time of this process plus the runs before it: the budget that equal-budget comparisons use.
+
+    ``time.process_time()`` counts every thread of the process (the data workers too), so two runs sharing a
+    machine are still measured fairly. Validation passes and anything reported through :meth:`exclude` (the dev
+    check) are not training and are subtracted. ``offset_seconds`` carries the total over restarts
+    (``training/state.py`` stores it).
+    """
+
+    def __init__(self, offset_seconds=0.0):
+        super().__init__()
+        self.offset = float(offset_seconds)
+        self.start = time.process_time()
+        self.excluded = 0.0
+        self._test_t0 = None
+
+    def train_seconds(self):
+        return self.offset + time.process_time() - self.start - self.excluded
+
+    def exclude(self, seconds):
+        self.excluded += float(seconds)
+
+    def on_test_begin(self, logs=None):
+        self._test_t0 = time.process_time()
+
+    def on_test_end(self, logs=None):
+        if self._test_t0 is not None:
+            self.exclude(time.process_time() - self._test_t0)
+            self._test_t0 = None
+
+
+class StopAfter(keras.callbacks.Callback):
+    """End training after ``minutes`` of wall time or ``cpu_minutes`` of training CPU time (``clock``, a
+    :class:`CPUClock`); the epoch still ends normally, so it is checkpointed."""
+
+    def __init__(self, minutes=None, cpu_minutes=None, clock=None):
+        super().__init__()
+        if cpu_minutes is not None and clock is None:
+            raise ValueError("cpu_minutes needs a CPUClock")
+        self.deadline = time.time() + 60 * minutes if minutes is not None else None
+        self.cpu_deadline = clock.train_seconds() + 60 * cpu_minutes if cpu_minutes is not None else None
+        self.clock = clock
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.deadline is not None and time.time() > self.deadline:
+            self.model.stop_training = True
+        if self.cpu_deadline is not None and self.clock.train_seconds() > self.cpu_deadline:
+            self.model.stop_training = True
+
+
 class CSVLog(keras.callbacks.Callback):
     """Append one row per epoch to ``log.csv``: step, wall time, machine and every logged loss.
 
     Appending (not rewriting) keeps the history of earlier, resumed runs — also ones from other machines.
     """
 
-    def __init__(self, path, extra=None):
+    def __init__(self, path, extra=None, clock=None):
         super().__init__()
         self.path = path
         self.extra = extra or {}
+        self.clock = clock
         self.machine = machine_description()
         self.t0 = None
 
@@ -177,6 +231,8 @@ class CSVLog(keras.callbacks.Callback):
             # includes the first epoch's compilation; later epochs give the steady rate
             "steps_per_s": round(self.epoch_batches / train_s, 3),
             "peak_device_mb": _peak_device_mb(),
+            # cumulative training CPU time over every run that wrote this log (the x axis of equal-budget curves)
+            "cpu_hours": round(self.clock.train_seconds() / 3600.0, 4) if self.clock else "",
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "machine": self.machine,
             **self.extra,

@@ -155,6 +155,76 @@ class MultiScaleSTFTLoss(_SpectralL1, keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
+class PhaseLoss(keras.losses.Loss):
+    """Wrap-aware phase losses (APNet / APCodec, Ai & Ling 2023-24) on the STFT of the output audio.
+
+    Three terms, each a magnitude-weighted mean of ``1 − cos(Δ)`` where Δ is a phase error, so that an error of
+    2π costs nothing (the "anti-wrapping" property) and the gradient stays bounded:
+
+    * instantaneous phase (IP): Δ = ∠X̂ − ∠X per bin;
+    * group delay (GD): Δ = the difference along frequency of ∠X̂ minus that of ∠X;
+    * instantaneous frequency (IAF): Δ = the difference along time of ∠X̂ minus that of ∠X — the term that asks
+      harmonics to glide at the right speed instead of sitting at multiples of the frame rate.
+
+    Angles are never formed: ``cos Δ`` comes from complex products (``Re(a b*) / |a||b|``), which avoids atan2's
+    unbounded gradient near zero. Each term is weighted by the reference's magnitude (for GD and IAF the geometric
+    mean of the two neighbours'), and bins more than ``floor_db`` below the item's loudest bin are left out: the
+    phase of an inaudible bin is noise.
+    """
+
+    def __init__(self, n_fft=1280, hop_length=320, ip_weight=1.0, gd_weight=1.0, iaf_weight=1.0, floor_db=60.0,
+                 name="phase_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.n_fft, self.hop_length = int(n_fft), int(hop_length)
+        self.ip_weight, self.gd_weight, self.iaf_weight = float(ip_weight), float(gd_weight), float(iaf_weight)
+        self.floor_db = float(floor_db)
+        self.eps = 1e-20
+
+    def _cos_term(self, est_re, est_im, ref_re, ref_im, weight):
+        # cos(∠est − ∠ref) = Re(est · conj(ref)) / (|est| |ref|)
+        dot = est_re * ref_re + est_im * ref_im
+        norm = ops.sqrt((ops.square(est_re) + ops.square(est_im)) * (ops.square(ref_re) + ops.square(ref_im))
+                        + self.eps)
+        err = 1.0 - dot / norm
+        return ops.sum(weight * err, axis=(1, 2)) / (ops.sum(weight, axis=(1, 2)) + self.eps)
+
+    @staticmethod
+    def _product_conj(re, im, axis):
+        """``z[k] · conj(z[k − 1])`` along ``axis`` (1: time, 2: frequency) -> (re, im)."""
+        def cut(x, start, stop):
+            return x[:, start:stop, :] if axis == 1 else x[:, :, start:stop]
+        a_re, a_im, b_re, b_im = cut(re, 1, None), cut(im, 1, None), cut(re, 0, -1), cut(im, 0, -1)
+        return a_re * b_re + a_im * b_im, a_im * b_re - a_re * b_im
+
+    def call(self, y_true, y_pred):
+        both, b = _pair_spectra(y_true, y_pred)
+        re, im = stft(both, self.n_fft, self.hop_length)
+        ref_re, ref_im, est_re, est_im = re[:b], im[:b], re[b:], im[b:]
+        mag = ops.stop_gradient(magnitude(ref_re, ref_im))
+        floor = ops.max(mag, axis=(1, 2), keepdims=True) * 10.0 ** (-self.floor_db / 20.0)
+        mag = ops.where(mag > floor, mag, ops.zeros_like(mag))
+        loss = 0.0
+        if self.ip_weight:
+            loss = loss + self.ip_weight * self._cos_term(est_re, est_im, ref_re, ref_im, mag)
+        for weight_name, axis in (("gd_weight", 2), ("iaf_weight", 1)):
+            w = getattr(self, weight_name)
+            if not w:
+                continue
+            e = self._product_conj(est_re, est_im, axis)
+            r = self._product_conj(ref_re, ref_im, axis)
+            mag_a = mag[:, 1:, :] if axis == 1 else mag[:, :, 1:]
+            mag_b = mag[:, :-1, :] if axis == 1 else mag[:, :, :-1]
+            loss = loss + w * self._cos_term(e[0], e[1], r[0], r[1], ops.sqrt(mag_a * mag_b))
+        return loss
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_fft=self.n_fft, hop_length=self.hop_length, ip_weight=self.ip_weight,
+                      gd_weight=self.gd_weight, iaf_weight=self.iaf_weight, floor_db=self.floor_db)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PKG)
 class L1Loss(keras.losses.Loss):
     """Mean absolute error between waveforms."""
 

@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from . import losses as L
+from .codebooks import CodeUsage
 
 DEFAULT_LOSS_WEIGHTS = dict(L.DEFAULT_LOSS_WEIGHTS)
 
@@ -50,11 +51,39 @@ class OptimizerPair:
         return list(values[:n]), list(values[n:])
 
 
-def make_optimizer(learning_rate=1e-4, betas=(0.8, 0.99), gamma=0.999996, weight_decay=0.01, clipnorm=None):
-    """AdamW with DAC's per-step exponential decay (``lr · γ^step``) and global-norm gradient clipping."""
-    schedule = keras.optimizers.schedules.ExponentialDecay(learning_rate, decay_steps=1, decay_rate=gamma)
+@keras.saving.register_keras_serializable(package="ml_audio_encoder")
+class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """DAC's ``lr · γ^step``, ramped up linearly over ``warmup_steps`` steps after ``warmup_start``.
+
+    The ramp is for runs that continue from committed weights without the optimizer's moments (``--init-from``):
+    Adam with fresh moments and a step count past its bias correction takes steps ~(1 − β1)/√(1 − β2) = 2x too
+    large at first, which a short warm-up absorbs. The decay follows the global step, so the schedule's position
+    carries over a restart.
+    """
+
+    def __init__(self, learning_rate, gamma=1.0, warmup_start=0, warmup_steps=0):
+        self.learning_rate, self.gamma = float(learning_rate), float(gamma)
+        self.warmup_start, self.warmup_steps = int(warmup_start), int(warmup_steps)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        lr = self.learning_rate * keras.ops.power(self.gamma, step)
+        if self.warmup_steps > 0:
+            ramp = (step - self.warmup_start + 1.0) / self.warmup_steps
+            lr = lr * keras.ops.clip(ramp, 0.0, 1.0)
+        return lr
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "gamma": self.gamma, "warmup_start": self.warmup_start,
+                "warmup_steps": self.warmup_steps}
+
+
+def make_optimizer(learning_rate=1e-4, betas=(0.8, 0.99), gamma=0.999996, weight_decay=0.01, clipnorm=None,
+                   warmup_start=0, warmup_steps=0):
+    """AdamW with DAC's per-step exponential decay (``lr · γ^step``), an optional linear warm-up and global-norm
+    gradient clipping."""
     return keras.optimizers.AdamW(
-        learning_rate=schedule,
+        learning_rate=WarmupExponentialDecay(learning_rate, gamma, warmup_start, warmup_steps),
         beta_1=betas[0],
         beta_2=betas[1],
         weight_decay=weight_decay,
@@ -74,10 +103,10 @@ class CodecTrainer(keras.Model):
     """
 
     TRAIN_METRICS = (
-        "loss/discriminator", "loss/generator", "mel", "stft", "waveform_l1", "adv/gen", "adv/feat",
+        "loss/discriminator", "loss/generator", "mel", "stft", "waveform_l1", "phase", "adv/gen", "adv/feat",
         "vq/commitment", "vq/codebook", "grad_norm/generator", "grad_norm/discriminator",
     )
-    TEST_METRICS = ("mel", "stft", "waveform_l1", "si_sdr")
+    TEST_METRICS = ("mel", "stft", "waveform_l1", "phase", "si_sdr")
 
     def __init__(self, generator, discriminator, adversarial=True, **kwargs):
         super().__init__(**kwargs)
@@ -87,7 +116,12 @@ class CodecTrainer(keras.Model):
         self.mel_loss = L.MelSpectrogramLoss(sample_rate=generator.sample_rate)
         self.stft_loss = L.MultiScaleSTFTLoss()
         self.waveform_loss = L.L1Loss()
+        # At the codec's own STFT (n_fft = 4 hop): the resolution at which an iSTFT head sets its phase.
+        self.phase_loss = L.PhaseLoss(4 * generator.hop_length, generator.hop_length)
         self.train_trackers = {n: keras.metrics.Mean(name=n) for n in self.TRAIN_METRICS}
+        # Which codes the train step picked: logged as codes/used, read by callbacks.DeadCodeRestart.
+        self.code_usage = CodeUsage(generator.quantizer.n_codebooks, generator.quantizer.codebook_size)
+        self.train_trackers["codes/used"] = self.code_usage
         self.test_trackers = {n: keras.metrics.Mean(name=n) for n in self.TEST_METRICS}
 
     @property
@@ -133,18 +167,23 @@ class CodecTrainer(keras.Model):
         total = sum(self.loss_weights.get(k, 0.0) * v for k, v in terms.items())
         return total, terms
 
-    def _reconstruction_terms(self, x, y):
+    # Reconstruction terms computed in a train step only when weighted (their cost is not small next to a
+    # frame-rate codec's); evaluation computes every one.
+    OPTIONAL_TERMS = ("stft", "waveform_l1", "phase")
+
+    def _reconstruction_terms(self, x, y, training=True):
         # ``Loss.call`` (per-item values) and a plain mean, not ``Loss.__call__``: under ``tf.distribute`` Keras'
         # reduction also divides by the number of replicas, which the train step already does (``share``); the
         # reconstruction terms were scaled by 1 / replicas twice and logged at 1 / replicas of their value.
-        return {
-            "mel": ops.mean(self.mel_loss.call(x, y)),
-            "stft": ops.mean(self.stft_loss.call(x, y)),
-            "waveform_l1": ops.mean(self.waveform_loss.call(x, y)),
-        }
+        losses = {"stft": self.stft_loss, "waveform_l1": self.waveform_loss, "phase": self.phase_loss}
+        terms = {"mel": ops.mean(self.mel_loss.call(x, y))}
+        for name, loss in losses.items():
+            if not training or self.loss_weights.get(name, 0.0):
+                terms[name] = ops.mean(loss.call(x, y))
+        return terms
 
     def _test_terms(self, x, y):
-        return {**self._reconstruction_terms(x, y), "si_sdr": ops.mean(L.si_sdr(x, y))}
+        return {**self._reconstruction_terms(x, y, training=False), "si_sdr": ops.mean(L.si_sdr(x, y))}
 
     # -- TensorFlow plumbing ----------------------------------------------------------------------------------
     def _tf_train_step(self, data):
@@ -181,6 +220,7 @@ class CodecTrainer(keras.Model):
         logs.update(terms)
         logs["loss/generator"] = g_loss
         logs["grad_norm/generator"] = _global_norm(g_grads)
+        logs["codes/used"] = out["codes"]
         return self._update(self.train_trackers, logs)
 
     def _tf_test_step(self, data):
@@ -224,9 +264,9 @@ class CodecTrainer(keras.Model):
         def generator_forward(tv):
             out, new_ntv = self.generator.stateless_call(tv, g_ntv, x, training=True)
             keep = {k: out[k] for k in ("audio", "vq/commitment_loss", "vq/codebook_loss")}
-            return keep, new_ntv
+            return keep, (new_ntv, out["codes"])
 
-        out, g_vjp, g_ntv = jax.vjp(generator_forward, g_tv, has_aux=True)
+        out, g_vjp, (g_ntv, codes) = jax.vjp(generator_forward, g_tv, has_aux=True)
         logs = {}
         d_fake = d_real = None
 
@@ -258,6 +298,7 @@ class CodecTrainer(keras.Model):
         logs.update(terms)
         logs["loss/generator"] = g_loss
         logs["grad_norm/generator"] = _global_norm(g_grads)
+        logs["codes/used"] = codes
         logs, metrics_variables = self._jax_update_metrics(self.train_trackers, metrics_variables, logs)
         state = (
             list(g_tv) + list(d_tv),
@@ -283,7 +324,8 @@ class CodecTrainer(keras.Model):
             return self._jax_train_step(*args)
         if keras.backend.backend() == "tensorflow":
             return self._tf_train_step(*args)
-        raise NotImplementedError(f"CodecTrainer supports the tensorflow and jax backends, not {keras.backend.backend()}")
+        raise NotImplementedError(
+            f"CodecTrainer supports the tensorflow and jax backends, not {keras.backend.backend()}")
 
     def test_step(self, *args):
         if keras.backend.backend() == "jax":

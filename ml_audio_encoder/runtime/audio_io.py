@@ -1,7 +1,12 @@
-"""Audio in and out of the codec: reading, writing, resampling and loudness, all usable as streams.
+"""Audio in and out of the codec: reading, writing, resampling, mono mixing and loudness, all usable as streams.
 
-Audio arrays here are channels-first ``(channels, samples)`` float32, the layout a codec treats as a batch of
-mono signals. Every stream operation (block reading, :class:`StreamResampler`, :class:`LoudnessMeter`,
+The package's one audio layer: every other module (the data pipeline, the benchmark, the notebooks) calls the
+``resample``, ``to_mono`` and loudness meter here instead of keeping its own.
+
+Array layout: channels-first ``(channels, samples)`` float32 -- the layout a codec treats as a batch of mono
+signals -- or 1-D ``(samples,)`` for mono. Functions that take audio accept both and work along the last axis.
+(The networks themselves take channels-last ``(batch, samples, 1)``; :mod:`~ml_audio_encoder.runtime.compress`
+converts.) Every stream operation (block reading, :class:`StreamResampler`, :class:`LoudnessMeter`,
 :class:`AudioWriter`) gives the same result as its whole-array counterpart, so long files are processed in bounded
 memory without changing the output.
 """
@@ -12,18 +17,19 @@ import dataclasses
 import math
 import os
 import warnings
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import scipy.signal
 import soundfile as sf
 
-from .errors import AudioInputError
+from ..errors import AudioInputError
 
 DEFAULT_BLOCK = 1 << 16  # samples per channel per block when streaming from a file
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".au", ".caf", ".w64", ".mp3")
 
 
-# -- reading ----------------------------------------------------------------------------------------------------
+# -- finding and reading ---------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class AudioInfo:
     """What a file's header says. ``frames`` is samples per channel; a truncated file may hold fewer."""
@@ -36,6 +42,16 @@ class AudioInfo:
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate
+
+
+def iter_audio_files(folder: str | os.PathLike, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> Iterator[str]:
+    """Paths of the audio files under ``folder``, recursively, in a deterministic order (sorted per folder)."""
+    extensions = tuple(extensions)
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.lower().endswith(extensions):
+                yield os.path.join(dirpath, name)
 
 
 def _name(path) -> str:
@@ -175,6 +191,16 @@ def load(path, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     return audio, rate
 
 
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """1-D float32 mono: a 1-D signal as it is, ``(channels, samples)`` averaged over the channels."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        return audio
+    if audio.ndim == 2:
+        return np.ascontiguousarray(audio[0] if audio.shape[0] == 1 else audio.mean(axis=0))
+    raise AudioInputError(f"expected audio of shape (samples,) or (channels, samples), got {audio.shape}")
+
+
 # -- resampling -------------------------------------------------------------------------------------------------
 def _ratio(orig_sr: int, target_sr: int) -> tuple[int, int]:
     if orig_sr <= 0 or target_sr <= 0 or int(orig_sr) != orig_sr or int(target_sr) != target_sr:
@@ -199,7 +225,8 @@ def resampled_length(n: int, orig_sr: int, target_sr: int) -> int:
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Polyphase resampling along the last axis (``scipy.signal.resample_poly``), float32 out."""
+    """Polyphase resampling along the last axis (``scipy.signal.resample_poly``, Kaiser-windowed low-pass), float32
+    out; ``ceil(n · target / orig)`` samples for ``n`` in. 1-D or ``(channels, samples)``."""
     up, down = _ratio(orig_sr, target_sr)
     audio = np.asarray(audio, dtype=np.float32)
     if up == down:

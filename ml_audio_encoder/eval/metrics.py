@@ -1,11 +1,13 @@
 """Benchmark metrics: compression ratio, bitrate, mel / STFT distance, SI-SDR and ViSQOL.
 
-Every quality metric has exactly one implementation in the project. Mel and STFT distance *are* the training
-losses (`ml_audio_encoder.training.losses.MelSpectrogramLoss` / `MultiScaleSTFTLoss`, DAC's definitions) evaluated eagerly
-on numpy input through `keras.ops`; SI-SDR is `ml_audio_encoder.training.losses.si_sdr`. This module imports keras lazily so
-that ViSQOL worker processes (see `runner`) stay light.
+Mel and STFT distance are DAC's definitions (the same as the training losses
+`ml_audio_encoder.training.losses.MelSpectrogramLoss` / `MultiScaleSTFTLoss` with their default settings, which a test
+checks), built on the shared spectral front end `ml_audio_encoder.nn.spectral` so that evaluation does not import
+training; SI-SDR is computed in numpy. Keras is imported lazily so that ViSQOL worker processes (see `runner`) stay
+light.
 
-Audio arguments are numpy arrays: 1-D mono, or channels-last `(samples, channels)`, which is averaged to mono.
+Audio arguments are numpy arrays in the package's one layout (`ml_audio_encoder.runtime.audio_io`): 1-D mono, or
+channels-first `(channels, samples)`, which is averaged to mono.
 """
 from __future__ import annotations
 
@@ -13,6 +15,15 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+
+from ml_audio_encoder.protocol import bits_per_code
+from ml_audio_encoder.runtime.audio_io import resample, to_mono
+
+# DAC's settings (and the training losses' defaults): 7-scale log-mel L1, and 2-scale STFT log + magnitude L1.
+MEL_WINDOWS = (32, 64, 128, 256, 512, 1024, 2048)
+MEL_BANDS = (5, 10, 20, 40, 80, 160, 320)
+STFT_WINDOWS = (2048, 512)
+CLAMP_EPS = 1e-5
 
 PCM_BYTES_PER_SAMPLE = 2  # the reference for every compression ratio is 16-bit PCM
 
@@ -48,34 +59,13 @@ def kbps(n_bytes: int | float, duration_s: float) -> float:
 
 def codes_payload_bytes(n_frames: int, n_q: int, codebook_size: int, channels: int = 1) -> int:
     """Bytes of the bit-packed codes alone: channels * n_q * frames * ceil(log2(K)) bits, rounded up to bytes."""
-    bits_per_code = max(1, (int(codebook_size) - 1).bit_length())
-    bits = int(channels) * int(n_frames) * int(n_q) * bits_per_code
+    bits = int(channels) * int(n_frames) * int(n_q) * bits_per_code(codebook_size)
     return (bits + 7) // 8
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------------------------
-def to_mono(x: np.ndarray) -> np.ndarray:
-    """1-D float32 mono. `(samples, channels)` is averaged over channels."""
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 1:
-        return x
-    if x.ndim == 2:
-        return x.mean(axis=1)
-    raise ValueError(f"expected 1-D or (samples, channels) audio, got shape {x.shape}")
-
-
-def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Resample along the last axis with the codec's own resampler (`audio_io.resample`, polyphase)."""
-    x = np.asarray(x, dtype=np.float32)
-    if int(orig_sr) == int(target_sr):
-        return x
-    from ml_audio_encoder.audio_io import resample as _resample
-
-    return _resample(x, int(orig_sr), int(target_sr))
-
-
 def match_length(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Crop or zero-pad `est` to the length of `ref` (decoders pad to whole frames)."""
     n = ref.shape[0]
@@ -93,8 +83,17 @@ def _prepare(ref, est, sample_rate=None, est_sample_rate=None):
     return match_length(ref, est)
 
 
-def _as_batch(x: np.ndarray) -> np.ndarray:
-    return x.reshape(1, -1, 1).astype(np.float32)
+def _log_l1(ref, est, power: float = 1.0):
+    """Mean |log10(clamp(est) ** power) - log10(clamp(ref) ** power)| (DAC's spectral log term)."""
+    from keras import ops
+
+    diff = ops.log10(ops.maximum(est, CLAMP_EPS)) - ops.log10(ops.maximum(ref, CLAMP_EPS))
+    return ops.mean(ops.abs(diff)) * abs(power)
+
+
+def _pair(ref: np.ndarray, est: np.ndarray) -> np.ndarray:
+    """Reference and estimate stacked as a batch of two, `(2, samples)`, so each STFT runs once per scale."""
+    return np.stack([ref, est]).astype(np.float32)
 
 
 def _scalar(v) -> float:
@@ -104,43 +103,54 @@ def _scalar(v) -> float:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# distances (the training losses, evaluated once)
+# distances
 # --------------------------------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=16)
-def _mel_loss(sample_rate: int):
-    from ml_audio_encoder.training.losses import MelSpectrogramLoss
-
-    return MelSpectrogramLoss(sample_rate=int(sample_rate))
-
-
-@functools.lru_cache(maxsize=4)
-def _stft_loss():
-    from ml_audio_encoder.training.losses import MultiScaleSTFTLoss
-
-    return MultiScaleSTFTLoss()
-
-
 def mel_distance(ref, est, sample_rate: int, est_sample_rate: int | None = None) -> float:
-    """DAC's mel distance (7-scale log10-mel L1, `losses.MelSpectrogramLoss`) at the reference's rate.
+    """DAC's mel distance: the sum over 7 scales (windows 32..2048, 5..320 Slaney mel bands, hop w/4) of the mean
+    |log10 mel(est) - log10 mel(ref)| (magnitudes clamped at 1e-5), at the reference's rate.
 
     `est` is resampled to `sample_rate` when `est_sample_rate` differs, then cropped/padded to the reference length.
     """
+    from keras import ops
+
+    from ml_audio_encoder.nn.spectral import magnitude, mel_filters, stft
+
     ref, est = _prepare(ref, est, sample_rate, est_sample_rate)
-    return _scalar(_mel_loss(int(sample_rate))(_as_batch(ref), _as_batch(est)))
+    both = _pair(ref, est)
+    total = 0.0
+    for window, bands in zip(MEL_WINDOWS, MEL_BANDS):
+        real, imag = stft(both, window, window // 4)
+        mel = ops.matmul(magnitude(real, imag), ops.convert_to_tensor(mel_filters(int(sample_rate), window, bands)))
+        total = total + _log_l1(mel[:1], mel[1:])
+    return _scalar(total)
 
 
 def stft_distance(ref, est, sample_rate: int | None = None, est_sample_rate: int | None = None) -> float:
-    """Multi-scale STFT distance (`losses.MultiScaleSTFTLoss`) at the reference's rate."""
-    ref, est = _prepare(ref, est, sample_rate, est_sample_rate)
-    return _scalar(_stft_loss()(_as_batch(ref), _as_batch(est)))
+    """Multi-scale STFT distance (DDSP / DAC's `MultiScaleSTFTLoss`): per window (2048, 512; hop w/4), the mean
+    |log10 |X_est|^2 - log10 |X_ref|^2| plus the mean | |X_est| - |X_ref| |, summed; at the reference's rate."""
+    from keras import ops
 
-
-def si_sdr(ref, est, sample_rate: int | None = None, est_sample_rate: int | None = None) -> float:
-    """Scale-invariant SDR in dB (`losses.si_sdr`), higher is better."""
-    from ml_audio_encoder.training.losses import si_sdr as _si_sdr
+    from ml_audio_encoder.nn.spectral import magnitude, stft
 
     ref, est = _prepare(ref, est, sample_rate, est_sample_rate)
-    return _scalar(_si_sdr(_as_batch(ref), _as_batch(est)))
+    both = _pair(ref, est)
+    total = 0.0
+    for window in STFT_WINDOWS:
+        real, imag = stft(both, window, window // 4)
+        mag = magnitude(real, imag)
+        total = total + _log_l1(mag[:1], mag[1:], power=2.0) + ops.mean(ops.abs(mag[1:] - mag[:1]))
+    return _scalar(total)
+
+
+def si_sdr(ref, est, sample_rate: int | None = None, est_sample_rate: int | None = None, eps: float = 1e-8) -> float:
+    """Scale-invariant SDR in dB (zero-mean, optimal scaling of the reference), higher is better."""
+    ref, est = _prepare(ref, est, sample_rate, est_sample_rate)
+    ref = ref.astype(np.float64) - ref.mean()
+    est = est.astype(np.float64) - est.mean()
+    scale = np.dot(est, ref) / (np.dot(ref, ref) + eps)
+    target = scale * ref
+    noise = est - target
+    return float(10.0 * np.log10((np.dot(target, target) + eps) / (np.dot(noise, noise) + eps)))
 
 
 # --------------------------------------------------------------------------------------------------------------------

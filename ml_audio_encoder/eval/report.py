@@ -220,7 +220,7 @@ def log_spectrogram(x: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndar
     return 20.0 * np.log10(np.abs(z) + 1e-6)
 
 
-def plot_spectrograms(signals: "OrderedDict[str, tuple[np.ndarray, int]]", path: str | None = None,
+def plot_spectrograms(signals: OrderedDict[str, tuple[np.ndarray, int]], path: str | None = None,
                       max_seconds: float = 10.0):  # fmt: skip
     """One panel per labelled signal (e.g. original / ours / Opus), shared colour scale."""
     plt = _plt()
@@ -281,7 +281,7 @@ def write_report(result, out_dir: str, title: str | None = None, figures: bool =
         with open(paths["codebooks"], "w") as f:
             f.write("# Codebook statistics (ours)\n\n" + cb.to_markdown())
     if figures and cb is not None:
-        from ml_audio_encoder import analysis
+        from ml_audio_encoder.eval import analysis
 
         plt = _plt()
         paths["code_usage"] = os.path.join(out_dir, "code_usage.png")

@@ -30,6 +30,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..models.codec import MLAudioEncoder
 
 METADATA_ASSET = "mlae_model.json"
 EXPORT_FORMAT_VERSION = 1
@@ -146,7 +150,7 @@ def _build_module(model, metadata):
     return module, signatures
 
 
-def export_savedmodel(model, out_dir):
+def export_savedmodel(model: MLAudioEncoder, out_dir: str | os.PathLike) -> str:
     """Write ``model`` as a TensorFlow SavedModel with ``encode``/``decode`` signatures to ``out_dir``.
 
     Returns ``out_dir``. Loads back with ``tf.saved_model.load(out_dir)`` in any TensorFlow process (this package
@@ -167,18 +171,19 @@ def export_savedmodel(model, out_dir):
     return out_dir
 
 
-def read_metadata(savedmodel_dir) -> dict:
+def read_metadata(savedmodel_dir: str | os.PathLike) -> dict[str, Any]:
     """The model facts an exported SavedModel carries (``assets/mlae_model.json``), without loading TensorFlow."""
     with open(os.path.join(os.fspath(savedmodel_dir), "assets", METADATA_ASSET)) as f:
         return json.load(f)
 
 
-def export_tflite(model, out_path, frames=None, n_quantizers=None):
+def export_tflite(model: MLAudioEncoder, out_path: str | os.PathLike, frames: int | None = None,
+                  n_quantizers: int | None = None) -> str:
     """Write the decoder as a TFLite flatbuffer for codes int32 ``(1, n_quantizers, frames)`` -> audio float32
     ``(1, frames · hop_length, 1)``. Returns ``out_path``.
 
     Shapes are fixed (default: all levels, one second of frames); decode longer input in blocks of ``frames``
-    with context, as :mod:`ml_audio_encoder.compress` does for chunks. Raises ``RuntimeError`` if the converter
+    with context, as :mod:`ml_audio_encoder.runtime.compress` does for chunks. Raises ``RuntimeError`` if the converter
     fails.
 
     What was checked (TF 2.21, float32, no quantization, 2-core CPU shared with a training job):
@@ -230,14 +235,14 @@ def _write_tflite(concrete, module, out_path, what, float16=False):
     return out_path
 
 
-def lite_paths(prefix) -> dict:
+def lite_paths(prefix: str | os.PathLike) -> dict[str, str]:
     """The three files of a LiteRT codec written with prefix ``prefix``."""
     prefix = os.fspath(prefix)
     return {"encoder": prefix + ".encoder.tflite", "decoder": prefix + ".decoder.tflite", "metadata": prefix + ".json"}
 
 
-def export_lite(model, prefix, float16=True):
-    """Write the whole codec for the TensorFlow-free LiteRT runtime (:mod:`ml_audio_encoder.lite`).
+def export_lite(model: MLAudioEncoder, prefix: str | os.PathLike, float16: bool = True) -> dict[str, str]:
+    """Write the whole codec for the TensorFlow-free LiteRT runtime (:mod:`ml_audio_encoder.runtime.lite`).
 
     Files (see :func:`lite_paths`): ``PREFIX.encoder.tflite`` (audio float32 ``(1, samples, 1)``, samples a
     multiple of ``hop_length``, -> codes int32 ``(1, n_codebooks, frames)``), ``PREFIX.decoder.tflite`` (codes

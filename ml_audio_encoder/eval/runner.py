@@ -21,8 +21,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ml_audio_encoder.bench import metrics, peers
-from ml_audio_encoder.bench.datasets import BenchItem
+from ml_audio_encoder.eval import metrics, peers
+from ml_audio_encoder.eval.datasets import BenchItem
+from ml_audio_encoder.protocol import Codec
+from ml_audio_encoder.runtime import audio_io
+from ml_audio_encoder.runtime.loading import load_model
 
 KINDS = ("speech", "music", "general")
 
@@ -40,7 +43,7 @@ class BenchConfig:
     memory_seconds: float = 600.0  # length of the file whose compression peak RSS is measured
     progress: bool = True
     spectrogram_kbps: float | None = None  # Opus bitrate of the spectrogram figure (None: closest pair)
-    engine: str = "auto"  # runtime of the memory probe's child (see cli.load_model)
+    engine: str = "auto"  # runtime of the memory probe's child (see runtime.loading.load_model)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -64,24 +67,9 @@ class BenchResult:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# model loading
+# the model
 # ------------------------------------------------------------------------------------------------------------------
-def load_model(spec, engine="auto"):
-    """`--model` -> a codec (an MLAudioEncoder, or a LiteCodec for shipped weights under engine auto/lite).
-
-    - an MLAudioEncoder instance: returned as is;
-    - "random:PRESET": the preset with random weights (tests, plumbing);
-    - "PRESET": the preset with its shipped weights (error if none ship);
-    - "PRESET:PATH": the preset architecture with weights from PATH (.npz, .weights.h5 or .keras);
-    - a `.keras` file: `keras.saving.load_model`;
-    - a `.npz` weights file written by `weights.save_weights` (it records the model config).
-    """
-    from ml_audio_encoder.cli import load_model as resolve
-
-    return resolve(spec, engine=engine)
-
-
-def model_info(model) -> dict:
+def model_info(model: Codec) -> dict:
     return {
         "preset": getattr(model, "preset", "?"),
         "sample_rate": int(model.sample_rate),
@@ -98,10 +86,8 @@ def model_info(model) -> dict:
 # ------------------------------------------------------------------------------------------------------------------
 def load_mono(path: str, seconds: float | None = None) -> tuple[np.ndarray, int, int]:
     """(mono float32, sample_rate, original channel count), centre-cropped to `seconds` when given."""
-    from ml_audio_encoder.audio_io import load
-
-    audio, sr = load(path)  # (channels, samples)
-    x = audio.mean(axis=0).astype(np.float32)
+    audio, sr = audio_io.load(path)  # (channels, samples)
+    x = audio_io.to_mono(audio)
     if seconds is not None and seconds > 0:
         n = int(round(seconds * sr))
         if x.shape[0] > n:
@@ -126,10 +112,10 @@ class OursResult:
     codes: np.ndarray | None = None  # (channels, n_q, frames)
 
 
-def ours_roundtrip(model, x: np.ndarray, sr: int, n_quantizers: int) -> OursResult:
+def ours_roundtrip(model: Codec, x: np.ndarray, sr: int, n_quantizers: int) -> OursResult:
     """compress -> .mlae bytes -> decompress through the public file API."""
-    from ml_audio_encoder.codec_file import to_bytes
-    from ml_audio_encoder.compress import compress, decompress
+    from ml_audio_encoder.runtime.codec_file import to_bytes
+    from ml_audio_encoder.runtime.compress import compress, decompress
 
     t0 = time.perf_counter()
     f = compress(model, x[None, :], sample_rate=sr, n_quantizers=n_quantizers)
@@ -137,10 +123,9 @@ def ours_roundtrip(model, x: np.ndarray, sr: int, n_quantizers: int) -> OursResu
     t1 = time.perf_counter()
     y = np.asarray(decompress(model, f), dtype=np.float32)
     t2 = time.perf_counter()
-    if y.ndim == 2:
-        y = y.mean(axis=0)
+    y = audio_io.to_mono(y)
     y_sr = int(getattr(f, "sample_rate", sr))
-    y = metrics.resample(y, y_sr, sr)
+    y = audio_io.resample(y, y_sr, sr)
     _, y = metrics.match_length(x, y)
     payload = metrics.codes_payload_bytes(f.n_frames, f.n_quantizers, f.codebook_size, f.channels)
     return OursResult(int(n_quantizers), len(data), payload, y, t1 - t0, t2 - t1, np.asarray(f.codes))
@@ -151,7 +136,7 @@ def _warm_up(model, sr: int) -> None:
     try:
         ours_roundtrip(model, np.zeros(int(sr), np.float32), sr, model.n_codebooks)
     except Exception as e:  # the real call will raise with a better context
-        warnings.warn(f"warm-up failed: {e}")
+        warnings.warn(f"warm-up failed: {e}", stacklevel=2)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -218,7 +203,7 @@ def _long_signal(x: np.ndarray, sr: int, seconds: float) -> np.ndarray:
 def measure_memory(model, model_spec: str | None, x: np.ndarray, sr: int, seconds: float, opus_kbps: float,
                    tmpdir: str, engine: str = "auto") -> dict:  # fmt: skip
     """Peak RSS of compressing one `seconds`-long file (the first file tiled), ours and Opus, each in a child."""
-    from ml_audio_encoder.bench.memprobe import peak_rss_of_command, peak_rss_ours
+    from ml_audio_encoder.eval.memprobe import peak_rss_of_command, peak_rss_ours
 
     long_path = os.path.join(tmpdir, "memory_probe.wav")
     _write_wav(long_path, _long_signal(x, sr, seconds), sr)
@@ -232,35 +217,36 @@ def measure_memory(model, model_spec: str | None, x: np.ndarray, sr: int, second
         r = peak_rss_ours(spec, long_path, os.path.join(tmpdir, "memory_probe.mlae"), engine=engine)
         out["ours"] = {**r, "audio_seconds": seconds, "rtf": r["seconds"] / seconds}
     except Exception as e:
-        warnings.warn(f"memory probe (ours) failed: {e}")
+        warnings.warn(f"memory probe (ours) failed: {e}", stacklevel=2)
         out["ours"] = {"error": str(e)}
     if peers.ffmpeg_available():
         try:
             r = peak_rss_of_command(peers.ffmpeg_opus_command(long_path, os.path.join(tmpdir, "m.opus"), opus_kbps))
             out["opus"] = {**r, "audio_seconds": seconds, "rtf": r["seconds"] / seconds}
         except Exception as e:
-            warnings.warn(f"memory probe (opus) failed: {e}")
+            warnings.warn(f"memory probe (opus) failed: {e}", stacklevel=2)
             out["opus"] = {"error": str(e)}
     return out
 
 
-def run_benchmark(model, items: list[BenchItem], config: BenchConfig | None = None,
+def run_benchmark(model: Codec | str, items: list[BenchItem], config: BenchConfig | None = None,
                   model_spec: str | None = None) -> BenchResult:  # fmt: skip
     """Benchmark `model` (an MLAudioEncoder or a `--model` spec) and the peers on `items`."""
     config = config or BenchConfig()
     if isinstance(model, (str, os.PathLike)):
         model_spec = model_spec or os.fspath(model)
-        model = load_model(model, config.engine)
+        model = load_model(model, engine=config.engine)
     levels = config.levels or list(range(1, int(model.n_codebooks) + 1))
     levels = [n for n in levels if 1 <= n <= model.n_codebooks]
     do_visqol = bool(config.visqol)
     if do_visqol and not metrics.visqol_available():
-        warnings.warn("visqol-python is not installed: ViSQOL skipped (pip install 'visqol-python[accel,lattice]')")
+        warnings.warn("visqol-python is not installed: ViSQOL skipped (pip install 'visqol-python[accel,lattice]')",
+                      stacklevel=2)
         do_visqol = False
     vmode = metrics.visqol_mode_for_kind(config.kind)
     opus_ok = peers.opus_backend() is not None
     if config.opus_kbps and not opus_ok:
-        warnings.warn("no Opus encoder (ffmpeg or libsndfile with Opus): Opus skipped")
+        warnings.warn("no Opus encoder (ffmpeg or libsndfile with Opus): Opus skipped", stacklevel=2)
     codec2_modes = tuple(config.codec2_modes) if config.kind == "speech" and peers.codec2_available() else ()
 
     rows: list[dict] = []
@@ -283,7 +269,7 @@ def run_benchmark(model, items: list[BenchItem], config: BenchConfig | None = No
                 x, sr, channels = load_mono(item.path, config.seconds)
             except Exception as e:
                 msg = f"{type(e).__name__}: {e}"
-                warnings.warn(f"skipping undecodable file {item.path}: {msg}")
+                warnings.warn(f"skipping undecodable file {item.path}: {msg}", stacklevel=2)
                 skipped.append((item.path, msg))
                 continue
             if first_audio is None:
@@ -347,7 +333,7 @@ def run_benchmark(model, items: list[BenchItem], config: BenchConfig | None = No
 
     codebook = None
     if all_codes:
-        from ml_audio_encoder.analysis import codebook_stats
+        from ml_audio_encoder.eval.analysis import codebook_stats
 
         codebook = codebook_stats(all_codes, int(model.codebook_size))
 
@@ -367,6 +353,6 @@ def run_benchmark(model, items: list[BenchItem], config: BenchConfig | None = No
 def _unpack_visqol(res) -> tuple[float, str]:
     score, mode = res
     if score is None:
-        warnings.warn(f"ViSQOL failed: {mode}")
+        warnings.warn(f"ViSQOL failed: {mode}", stacklevel=2)
         return float("nan"), mode
     return float(score), mode

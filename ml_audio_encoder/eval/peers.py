@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ml_audio_encoder.bench.metrics import match_length, resample, to_mono
+from ml_audio_encoder.eval.metrics import match_length
+from ml_audio_encoder.runtime.audio_io import resample, to_mono
 
 DEFAULT_OPUS_KBPS = (6, 12, 16, 24, 32)
 CODEC2_MODES = {"3200": 3.2, "2400": 2.4, "1300": 1.3}  # c2enc mode -> nominal kbps (speech only)
@@ -70,7 +71,8 @@ def parse_ogg_pages(data: bytes) -> list[OggPage]:
         if body_start + body_len > n:
             raise ValueError("Ogg: truncated page body")
         pages.append(
-            OggPage(pos, header_type, granule, serial, seq, segments, 27 + n_seg, data[body_start : body_start + body_len])
+            OggPage(pos, header_type, granule, serial, seq, segments, 27 + n_seg,
+                    data[body_start : body_start + body_len])
         )
         pos = body_start + body_len
     return pages
@@ -188,7 +190,7 @@ def ffmpeg_opus_command(in_path: str, out_path: str, kbps: float) -> list[str]:
 
 
 def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-800:]}")
 
@@ -196,7 +198,7 @@ def _run(cmd: list[str]) -> None:
 def _ffmpeg_decode(path: str, rate: int) -> np.ndarray:
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", path,
            "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"]  # fmt: skip
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg decode failed: {proc.stderr.decode(errors='replace')[-800:]}")
     return np.frombuffer(proc.stdout, dtype="<f4").copy()

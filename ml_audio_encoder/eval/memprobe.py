@@ -1,6 +1,6 @@
 """Peak resident memory of compressing one file, measured in a fresh child process.
 
-Ours: `python -m ml_audio_encoder.bench.memprobe ours --model SPEC --input WAV --output OUT.mlae` loads the model,
+Ours: `python -m ml_audio_encoder.eval.memprobe ours --model SPEC --input WAV --output OUT.mlae` loads the model,
 notes its peak RSS so far (the baseline: Python + Keras/TF + weights), compresses the file through the public
 file API (`compress.compress` on the path, so the codec may stream it) and prints one JSON line with the peak RSS
 (`resource.getrusage(RUSAGE_SELF).ru_maxrss`).
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from ml_audio_encoder.cli import ENGINES
+from ml_audio_encoder.runtime.loading import ENGINES
 
 _WRAPPER = r"""
 import json, resource, subprocess, sys, time
@@ -41,8 +41,7 @@ def _last_json(text: str) -> dict:
 def peak_rss_of_command(cmd: list[str], timeout: float | None = None) -> dict:
     """Run `cmd` in a child; return {"peak_rss_mb", "seconds"} of that command alone (Linux ru_maxrss in KiB)."""
     proc = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, json.dumps(cmd)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, timeout=timeout,
+        [sys.executable, "-c", _WRAPPER, json.dumps(cmd)], capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     out = _last_json(proc.stdout)
     if out.get("rc", 1) != 0:
@@ -54,7 +53,7 @@ def peak_rss_ours(model_spec: str, input_path: str, output_path: str, n_quantize
                   timeout: float | None = None, decode_to: str | None = None,
                   engine: str = "auto") -> dict:  # fmt: skip
     """Compress `input_path` with the model in a fresh interpreter; {"peak_rss_mb", "baseline_mb", "seconds"}."""
-    cmd = [sys.executable, "-m", "ml_audio_encoder.bench.memprobe", "ours", "--model", model_spec,
+    cmd = [sys.executable, "-m", "ml_audio_encoder.eval.memprobe", "ours", "--model", model_spec,
            "--input", input_path, "--output", output_path, "--engine", engine]  # fmt: skip
     if n_quantizers:
         cmd += ["--n-quantizers", str(n_quantizers)]
@@ -65,7 +64,7 @@ def peak_rss_ours(model_spec: str, input_path: str, output_path: str, n_quantize
     # the child must import this very package, installed or not
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"memory probe failed ({proc.returncode}): {proc.stderr[-1500:]}")
     return _last_json(proc.stdout)
@@ -74,20 +73,19 @@ def peak_rss_ours(model_spec: str, input_path: str, output_path: str, n_quantize
 def _main_ours(args) -> None:
     import resource
 
-    from ml_audio_encoder.bench.runner import load_model
-    from ml_audio_encoder.codec_file import write
-    from ml_audio_encoder.compress import compress
+    from ml_audio_encoder.runtime.compress import compress
+    from ml_audio_encoder.runtime.loading import load_model
 
-    model = load_model(args.model, args.engine)
+    model = load_model(args.model, engine=args.engine)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     t = time.perf_counter()
     f = compress(model, args.input, n_quantizers=args.n_quantizers)
-    write(args.output, f)
+    f.save(args.output)
     dt = time.perf_counter() - t
     result = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "baseline_mb": baseline,
               "seconds": dt}
     if args.decode_to:
-        from ml_audio_encoder.compress import decompress
+        from ml_audio_encoder.runtime.compress import decompress
 
         t = time.perf_counter()
         decompress(model, args.output, args.decode_to)
@@ -97,7 +95,7 @@ def _main_ours(args) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m ml_audio_encoder.bench.memprobe")
+    p = argparse.ArgumentParser(prog="python -m ml_audio_encoder.eval.memprobe")
     sub = p.add_subparsers(dest="codec", required=True)
     o = sub.add_parser("ours")
     o.add_argument("--model", required=True)

@@ -1,4 +1,5 @@
-"""Chunked compress / decompress of whole audio files on top of the model, ``audio_io`` and ``codec_file``.
+"""Chunked compress / decompress of whole audio files on top of a :class:`~ml_audio_encoder.protocol.Codec`,
+``audio_io`` and ``codec_file``.
 
 Chunking is overlap-discard on the frame grid (not DAC's valid-padding windows, which send the codes of the
 overlaps twice). The signal at the model rate is cut into windows of ``W`` frames; each window is encoded together
@@ -10,9 +11,8 @@ exactly what a whole-file pass sees there. Decoding mirrors this: each ``W``-fra
 context frames of codes each side and only its central ``W · hop`` samples are kept. No code or sample is sent or
 produced twice, and memory depends on ``W + 2C``, not on the file's length.
 
-``model`` is an :class:`~ml_audio_encoder.models.codec.MLAudioEncoder` or a :class:`~ml_audio_encoder.lite.LiteCodec`:
-anything with ``encode_codes``, ``decode_codes``, ``fingerprint()`` and the model facts (rate, hop, levels,
-codebook size, receptive field). This module imports neither Keras nor TensorFlow itself.
+``model`` is any :class:`~ml_audio_encoder.protocol.Codec`: an :class:`~ml_audio_encoder.models.codec.MLAudioEncoder`
+or a :class:`~ml_audio_encoder.runtime.lite.LiteCodec`. This module imports neither Keras nor TensorFlow itself.
 
 Level handling: the input's integrated loudness is measured (a first streaming pass), the resampled signal is
 scaled to ``normalize_db`` LUFS and, if that would push a peak above 1, attenuated further. The total gain is
@@ -23,29 +23,30 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from ..errors import AudioInputError, CodecFileError
+from ..protocol import Codec, check_levels
 from . import audio_io, codec_file
 from .codec_file import MLAEFile
-from .errors import AudioInputError, CodecFileError
 
 DEFAULT_WIN_DURATION = 5.0  # seconds per window (as DAC); the 2C context frames cost a few percent on top
 
 
-def default_win_duration(model) -> float:
+def default_win_duration(model: Codec) -> float:
     """Seconds per window when the caller gives none: the model's own choice (``LiteCodec`` picks shorter
     windows, its interpreter's memory grows with the window), else :data:`DEFAULT_WIN_DURATION`."""
     return float(getattr(model, "default_win_duration", DEFAULT_WIN_DURATION))
 
 
-def context_frames(model) -> int:
+def context_frames(model: Codec) -> int:
     """Frames of context ``C`` each side of a window: enough to cover the receptive field, plus one for rounding."""
     return math.ceil(model.receptive_field / model.hop_length) + 1
 
 
-def window_frames(model, win_duration: float) -> int:
+def window_frames(model: Codec, win_duration: float) -> int:
     """Frames ``W`` per window for ``win_duration`` seconds at the model's rate (at least one)."""
     if not win_duration or win_duration <= 0:
         raise ValueError(f"win_duration must be positive, got {win_duration}")
@@ -59,6 +60,15 @@ def _frame_windows(n_frames: int, window: int, context: int) -> Iterator[tuple[i
         yield start, count, max(0, start - context), min(n_frames, start + window + context)
 
 
+def n_quantizers_for_kbps(model: Codec, kbps: float) -> int:
+    """Largest level count whose per-channel code bitrate is at most ``kbps`` (``mlae compress --kbps``)."""
+    per_level = model.bitrate(1) / 1000.0
+    n = min(model.n_codebooks, int(kbps / per_level + 1e-9))
+    if n < 1:
+        raise ValueError(f"--kbps {kbps:g} is below this model's lowest bitrate ({per_level:g} kbps at 1 level)")
+    return n
+
+
 def _progress(total: int, desc: str, verbose: bool):
     from tqdm.auto import tqdm
 
@@ -69,7 +79,7 @@ def _progress(total: int, desc: str, verbose: bool):
 class _Source:
     """A path or an array behind one interface: rate, channels, and a re-iterable stream of blocks."""
 
-    def __init__(self, path_or_array, sample_rate):
+    def __init__(self, path_or_array: str | os.PathLike | np.ndarray, sample_rate: int | None):
         if isinstance(path_or_array, (str, os.PathLike)):
             if sample_rate is not None:
                 raise AudioInputError("sample_rate is for array input only; a file's own rate is used")
@@ -168,8 +178,8 @@ def _to_numpy(x) -> np.ndarray:
 
 # -- compress ---------------------------------------------------------------------------------------------------
 def compress(
-    model,
-    path_or_array,
+    model: Codec,
+    path_or_array: str | os.PathLike | np.ndarray,
     sample_rate: int | None = None,
     win_duration: float | None = None,
     n_quantizers: int | None = None,
@@ -182,16 +192,18 @@ def compress(
     default), in windows of ``win_duration`` seconds (default: :func:`default_win_duration`).
     ``normalize_db=None`` disables loudness normalisation (peak protection still applies). Files are
     streamed twice (measure, then encode) and never held whole in memory. Raises :class:`AudioInputError` for
-    unusable input and ``FileNotFoundError`` for a missing file.
+    unusable input (including a level no ``.mlae`` header can hold: a peak above 10^6, 120 dB over full scale)
+    and ``FileNotFoundError`` for a missing file.
     """
-    n_q = model.n_codebooks if n_quantizers is None else int(n_quantizers)
-    if not 1 <= n_q <= model.n_codebooks:
-        raise ValueError(f"n_quantizers must be in 1..{model.n_codebooks}, got {n_quantizers}")
+    n_q = check_levels(n_quantizers, model.n_codebooks)
     source = _Source(path_or_array, sample_rate)
     hop, model_rate = model.hop_length, model.sample_rate
 
     length, loudness, peak = _measure(source, model_rate)
     gain_db = _gain_db(loudness, peak, normalize_db)
+    if abs(gain_db) > codec_file.MAX_GAIN_DB:
+        raise AudioInputError(f"{source.name}: level out of range (peak {peak:.3g}, loudness {loudness:.1f} LUFS: "
+                              f"a gain of {gain_db:.0f} dB is beyond the ±{codec_file.MAX_GAIN_DB:g} dB a file holds)")
     gain = np.float32(10 ** (gain_db / 20))
 
     n_frames = math.ceil(audio_io.resampled_length(length, source.rate, model_rate) / hop)
@@ -222,7 +234,7 @@ def compress(
 
 
 # -- decompress -------------------------------------------------------------------------------------------------
-def check_model(model, f: MLAEFile, name: str = "file") -> None:
+def check_model(model: Codec, f: MLAEFile, name: str = "file") -> None:
     """Raise :class:`CodecFileError` unless ``model`` is the model that wrote ``f`` (or an identical one)."""
     ours = {
         "preset": model.preset,
@@ -247,7 +259,13 @@ def check_model(model, f: MLAEFile, name: str = "file") -> None:
         raise CodecFileError(f"{name}: has {f.n_quantizers} quantizer levels but the model has {model.n_codebooks}")
 
 
-def decompress(model, mlae_file_or_path, out_path=None, verbose: bool = False, subtype: str | None = None):
+def decompress(
+    model: Codec,
+    mlae_file_or_path: MLAEFile | str | os.PathLike,
+    out_path: str | os.PathLike | None = None,
+    verbose: bool = False,
+    subtype: str | None = None,
+) -> np.ndarray | str:
     """Decode an ``MLAEFile`` (or a ``.mlae`` path) back to audio at the original rate, channels and length.
 
     Returns the ``(channels, samples)`` float32 array, or, when ``out_path`` is given, streams the audio to that
@@ -260,11 +278,9 @@ def decompress(model, mlae_file_or_path, out_path=None, verbose: bool = False, s
         name = os.fspath(mlae_file_or_path)
         f = codec_file.read(name)
     check_model(model, f, name)
+    codec_file.check_header(f, name)  # a file read from disk passed this already; an in-memory one may not have
     hop = model.hop_length
     model_length = audio_io.resampled_length(f.original_length, f.sample_rate, f.model_sample_rate)
-    if f.n_frames != math.ceil(model_length / hop):
-        raise CodecFileError(f"{name}: {f.n_frames} frames do not match an original length of "
-                             f"{f.original_length} samples at {f.sample_rate} Hz")
     # Any window decodes to the same samples (each gets the full receptive field as context), so the decoder's
     # own window bounds memory even for a file written with long chunks.
     window = f.chunk_length if f.chunk_length > 0 else max(1, f.n_frames)

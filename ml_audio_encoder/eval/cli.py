@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from ml_audio_encoder.cli import ENGINES
+from ml_audio_encoder.runtime.loading import ENGINES, load_model
 
 
 def _floats(text: str) -> tuple:
@@ -56,11 +56,11 @@ def build_parser(prog: str = "mlae bench") -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ml_audio_encoder.bench.datasets import resolve_dataset
-    from ml_audio_encoder.bench.report import markdown_summary, summarize, write_report
-    from ml_audio_encoder.bench.runner import BenchConfig, load_model, run_benchmark
+    from ml_audio_encoder.eval.datasets import resolve_dataset
+    from ml_audio_encoder.eval.report import markdown_summary, summarize, write_report
+    from ml_audio_encoder.eval.runner import BenchConfig, run_benchmark
 
     try:
         items = resolve_dataset(args.data, kind=args.kind, limit=args.limit)
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         print(f"mlae bench: no files in {args.data!r} for kind {args.kind}", file=sys.stderr)
         return 2
     try:
-        model = load_model(args.model, args.engine)
+        model = load_model(args.model, engine=args.engine)
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"mlae bench: {e}", file=sys.stderr)
         return 2

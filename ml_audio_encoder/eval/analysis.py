@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ml_audio_encoder.eval.metrics import mel_distance
+from ml_audio_encoder.protocol import bitrate
+from ml_audio_encoder.runtime.audio_io import resample, to_mono
+
 
 def _as_level_major(codes) -> np.ndarray:
     """Any accepted codes input -> int64 `(n_q, total_frames)`."""
@@ -144,18 +148,14 @@ def bitrate_efficiency(codes, codebook_size: int) -> float:
 # ------------------------------------------------------------------------------------------------------------------
 def _to_batch(audio) -> np.ndarray:
     x = np.asarray(audio, dtype=np.float32)
-    if x.ndim == 1:
-        return x[None, :, None]
-    if x.ndim == 2:  # (samples, channels) -> mono
-        return x.mean(axis=1)[None, :, None]
+    if x.ndim in (1, 2):  # mono, or (channels, samples) mixed to mono
+        return to_mono(x)[None, :, None]
     if x.ndim == 3:
         return x
-    raise ValueError(f"audio must be 1-D, (samples, channels) or (batch, samples, 1); got {x.shape}")
+    raise ValueError(f"audio must be 1-D, (channels, samples) or (batch, samples, 1); got {x.shape}")
 
 
 def _model_input(model, audio, sample_rate):
-    from ml_audio_encoder.bench.metrics import resample
-
     x = _to_batch(audio)
     if sample_rate is not None and int(sample_rate) != int(model.sample_rate):
         x = np.stack([resample(b[:, 0], sample_rate, model.sample_rate) for b in x])[..., None]
@@ -181,12 +181,10 @@ def mel_distance_vs_levels(model, audio, sample_rate: int | None = None, levels=
 
     Encodes once with all levels, then decodes the first n levels (RVQ codes of n levels are the prefix of the
     full codes) for each n in `levels` (default 1..n_codebooks). The mel distance is the benchmark's
-    (`bench.metrics.mel_distance`, DAC's definition) at the model's rate. Returns
+    (`eval.metrics.mel_distance`, DAC's definition) at the model's rate. Returns
     [{"n_quantizers", "kbps", "mel_distance"}, ...].
     """
     import keras
-
-    from ml_audio_encoder.bench.metrics import mel_distance
 
     x = _model_input(model, audio, sample_rate)
     n_samples = x.shape[1]
@@ -203,8 +201,8 @@ def mel_distance_vs_levels(model, audio, sample_rate: int | None = None, levels=
         out.append(
             {
                 "n_quantizers": n,
-                "kbps": n * max(1, (int(model.codebook_size) - 1).bit_length()) * model.sample_rate
-                / model.hop_length / 1000.0,
+                "kbps": bitrate(n, model.n_codebooks, model.codebook_size, model.sample_rate / model.hop_length)
+                / 1000.0,
                 "mel_distance": float(np.mean(dists)),
             }
         )

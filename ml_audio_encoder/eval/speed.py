@@ -1,4 +1,4 @@
-"""CPU speed and memory of whole-file coding: ``python -m ml_audio_encoder.bench.speed --model small_24khz``.
+"""CPU speed and memory of whole-file coding: ``python -m ml_audio_encoder.eval.speed --model small_24khz``.
 
 For each duration (default 60 s and 600 s) a file of real or synthesized audio is compressed to ``.mlae`` and
 decompressed back to WAV in a fresh child process (``memprobe ours --decode-to``), which reports wall time and
@@ -15,15 +15,14 @@ import tempfile
 
 import numpy as np
 
-from ml_audio_encoder.cli import ENGINES
+from ml_audio_encoder.runtime import audio_io
+from ml_audio_encoder.runtime.loading import ENGINES
 
 
 def _test_signal(seconds: float, sr: int, source: str | None) -> np.ndarray:
     if source:
-        from ml_audio_encoder import audio_io
-
-        x, rate = audio_io.load(source, sr)
-        x = x.mean(axis=0)
+        x, _ = audio_io.load(source, sr)
+        x = audio_io.to_mono(x)
     else:  # harmonics with a wandering pitch plus a little noise: busy enough for the codec, no data needed
         t = np.arange(int(sr * min(seconds, 30))) / sr
         f0 = 180 + 60 * np.sin(2 * np.pi * 0.3 * t)
@@ -37,7 +36,7 @@ def measure(model_spec: str, seconds=(60.0, 600.0), sample_rate: int = 44100, so
             n_quantizers: int | None = None, engine: str = "auto") -> list[dict]:  # fmt: skip
     import soundfile as sf
 
-    from ml_audio_encoder.bench.memprobe import peak_rss_ours
+    from ml_audio_encoder.eval.memprobe import peak_rss_ours
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,7 +64,7 @@ def markdown(rows: list[dict], model_spec: str, engine: str = "auto") -> str:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m ml_audio_encoder.bench.speed", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m ml_audio_encoder.eval.speed", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="small_24khz")
     p.add_argument("--seconds", default="60,600", help="comma-separated durations")
     p.add_argument("--source", help="audio file to tile (default: synthesized harmonics)")

@@ -99,7 +99,7 @@ def load_ravdess(root: str | os.PathLike, include_song: bool = False) -> list[Be
 
 def load_folder(root: str | os.PathLike, domain: str = "", extensions=AUDIO_EXTENSIONS) -> list[BenchItem]:
     """Every audio file under `root`, recursively, sorted by path."""
-    from ml_audio_encoder.data import iter_audio_files
+    from ml_audio_encoder.runtime.audio_io import iter_audio_files
 
     root = Path(root)
     exts = tuple(e.lower() for e in extensions)
@@ -159,7 +159,9 @@ def default_manifest() -> Path:
     )
 
 
-def resolve_dataset(spec: str | os.PathLike | None, kind: str | None = None, limit: int | None = None) -> list[BenchItem]:
+def resolve_dataset(
+    spec: str | os.PathLike | None, kind: str | None = None, limit: int | None = None
+) -> list[BenchItem]:
     """Turn `--data` into items.
 
     - None, "default" or "dev": the dev split of data/manifest.csv, domain = kind (speech/music/general);

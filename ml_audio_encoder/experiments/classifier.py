@@ -410,7 +410,7 @@ def log_mel(audio, sample_rate, hop_length, n_mels=64, window_length=1024, floor
     """Natural-log mel spectrogram of one mono clip ``(samples,)`` -> ``(ceil(samples / hop), n_mels)``.
 
     With the codec's ``hop_length`` the mel frames line up with the code frames."""
-    from .nn.spectral import mel_spectrogram
+    from ..nn.spectral import mel_spectrogram
 
     audio = np.asarray(audio, np.float32).reshape(-1)
     frames = math.ceil(len(audio) / hop_length)

@@ -2,11 +2,11 @@
 
 Importing TensorFlow alone takes ~730 MB of resident memory (its shared library is ~415 MB of that), more than the
 whole budget for coding a file on a small machine. LiteRT's interpreter is ~35 MB. :class:`LiteCodec` is a
-drop-in for :class:`~ml_audio_encoder.models.codec.MLAudioEncoder` wherever :mod:`ml_audio_encoder.compress` and the CLI
-use one (``encode_codes``, ``decode_codes`` and the model facts), and neither this module nor ``compress`` imports
-Keras or TensorFlow, so ``mlae compress``/``decompress`` with the shipped model stays light.
+drop-in for :class:`~ml_audio_encoder.models.codec.MLAudioEncoder` wherever a :class:`~ml_audio_encoder.protocol.Codec`
+is used (:mod:`~ml_audio_encoder.runtime.compress`, the CLI, the benchmark), and neither this module nor ``compress``
+imports Keras or TensorFlow, so ``mlae compress``/``decompress`` with the shipped model stays light.
 
-The files come from :func:`ml_audio_encoder.export.export_lite` (needs TensorFlow, once, where the model is
+The files come from :func:`ml_audio_encoder.runtime.export.export_lite` (needs TensorFlow, once, where the model is
 trained). Their ``.json`` carries the fingerprint of the Keras weights they were made from, so a ``.mlae`` file
 written by either runtime decodes with the other, and with nothing else.
 """
@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import numpy as np
 
-from .codec_file import bits_per_code
+from .. import protocol
+from ..models.presets import verify_sha256
+from .export import lite_paths
 
 LITE_FORMAT = "ml_audio_encoder.lite"
 
@@ -35,7 +38,7 @@ def available() -> bool:
 class _Runner:
     """One flatbuffer with a dynamic time axis: resizes its inputs when the chunk shape changes."""
 
-    def __init__(self, path, num_threads):
+    def __init__(self, path: str | os.PathLike, num_threads: int):
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
@@ -64,7 +67,8 @@ class _Runner:
 
 
 class LiteCodec:
-    """Encode/decode with LiteRT flatbuffers written by :func:`~ml_audio_encoder.export.export_lite`.
+    """Encode/decode with LiteRT flatbuffers written by :func:`~ml_audio_encoder.runtime.export.export_lite`; a
+    :class:`~ml_audio_encoder.protocol.Codec`.
 
     XNNPACK plans memory for a whole call with little reuse between the Snake and conv intermediates: for
     ``small_24khz`` about 1.2 MB per frame in the encoder and 1.75 MB per frame in the decoder (measured), so a
@@ -77,7 +81,8 @@ class LiteCodec:
 
     default_win_duration = 1.5  # seconds; read by compress.default_win_duration
 
-    def __init__(self, encoder_path, decoder_path, metadata: dict, num_threads: int | None = None):
+    def __init__(self, encoder_path: str | os.PathLike, decoder_path: str | os.PathLike, metadata: dict[str, Any],
+                 num_threads: int | None = None):
         if metadata.get("format") != LITE_FORMAT:
             raise ValueError(f"not LiteRT codec metadata (format {metadata.get('format')!r})")
         self.metadata = dict(metadata)
@@ -91,10 +96,8 @@ class LiteCodec:
         self._decoder = _Runner(decoder_path, threads)
 
     @classmethod
-    def load(cls, prefix, sha256: dict | None = None, num_threads: int | None = None):
-        from .export import lite_paths
-        from .models.presets import verify_sha256
-
+    def load(cls, prefix: str | os.PathLike, sha256: dict[str, str] | None = None,
+             num_threads: int | None = None) -> LiteCodec:
         paths = lite_paths(prefix)
         for path in paths.values():
             if not os.path.exists(path):
@@ -106,55 +109,49 @@ class LiteCodec:
             metadata = json.load(f)
         return cls(paths["encoder"], paths["decoder"], metadata, num_threads)
 
-    # -- the facts compress/decompress and the CLI read (as on MLAudioEncoder) ----------------------------------
+    # -- the facts of the Codec protocol (the helpers MLAudioEncoder's are built from) ------------------------
     @property
-    def bits_per_code(self):
-        return bits_per_code(self.codebook_size)
+    def bits_per_code(self) -> int:
+        return protocol.bits_per_code(self.codebook_size)
 
     @property
-    def frame_rate(self):
+    def frame_rate(self) -> float:
         return self.sample_rate / self.hop_length
 
     @property
-    def context_frames(self):
+    def context_frames(self) -> int:
         return int(self.metadata["context_frames"])
 
     @property
-    def receptive_field(self):
+    def receptive_field(self) -> int:
         return self.context_frames * self.hop_length
 
-    def fingerprint(self):
+    def fingerprint(self) -> str:
         """The fingerprint of the Keras weights these flatbuffers were converted from."""
         return self.metadata["fingerprint"]
 
-    def bitrate(self, n_quantizers=None):
-        n = self.n_codebooks if n_quantizers is None else int(n_quantizers)
-        return n * self.bits_per_code * self.frame_rate
+    def bitrate(self, n_quantizers: int | None = None) -> float:
+        """Bits per second of the codes at ``n_quantizers`` levels (all by default)."""
+        return protocol.bitrate(n_quantizers, self.n_codebooks, self.codebook_size, self.frame_rate)
 
     # -- tensor API --------------------------------------------------------------------------------------------
-    def encode_codes(self, audio, n_quantizers=None):
+    def encode_codes(self, audio: np.ndarray, n_quantizers: int | None = None) -> np.ndarray:
         """``(B, T, 1)`` float audio -> int32 codes ``(B, n_q, ceil(T / hop))`` (all levels by default)."""
-        n_q = self._levels(n_quantizers)
+        n_q = protocol.check_levels(n_quantizers, self.n_codebooks)
         audio = np.asarray(audio, np.float32)
         pad = (-audio.shape[1]) % self.hop_length
         if pad:
             audio = np.pad(audio, [(0, 0), (0, pad), (0, 0)])
         return np.stack([self._encoder(audio=item[None])[0, :n_q] for item in audio])
 
-    def decode_codes(self, codes):
+    def decode_codes(self, codes: np.ndarray) -> np.ndarray:
         """int32 codes ``(B, n_q, frames)`` (any ``1 <= n_q <= n_codebooks``) -> audio ``(B, frames · hop, 1)``."""
         codes = np.asarray(codes)
-        n_q = self._levels(codes.shape[1])
+        n_q = protocol.check_levels(codes.shape[1], self.n_codebooks)
         if codes.size and (codes.min() < 0 or codes.max() >= self.codebook_size):
             raise ValueError(f"codes must be in 0..{self.codebook_size - 1}")
         padded = np.zeros((codes.shape[0], self.n_codebooks, codes.shape[2]), np.int32)
         padded[:, :n_q] = codes
         n = np.asarray(n_q, np.int32)
         return np.stack([self._decoder(codes=item[None], n_quantizers=n)[0] for item in padded])
-
-    def _levels(self, n_quantizers):
-        n = self.n_codebooks if n_quantizers is None else int(n_quantizers)
-        if not 1 <= n <= self.n_codebooks:
-            raise ValueError(f"n_quantizers must be in 1..{self.n_codebooks}, got {n_quantizers}")
-        return n
 

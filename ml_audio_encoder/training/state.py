@@ -1,0 +1,111 @@
+"""Compact, committable training state, so that training adds up across sessions and fresh checkouts.
+
+Full checkpoints (``callbacks.Checkpointer``: float32 weights and both optimizers' moments, ~200 MB) stay out of
+git. What a fresh checkout needs to continue is much smaller (``train/state/<run>/``):
+
+* ``state.json``: step, epoch, cumulative training CPU seconds, whether the GAN phase has begun, the config;
+* the generator's weights in float16 — or, when they are the shipped weights of a preset (same fingerprint), a
+  pointer to those, so the repository does not hold them twice;
+* the discriminator's weights in float16, once the GAN phase has trained it (before that it is still at its
+  seeded initialization and is not stored).
+
+Optimizer moments are not stored: the run continues with fresh moments and a short learning-rate warm-up
+(``trainer.WarmupExponentialDecay``) from the stored step, so the decay schedule keeps its position.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+STATE_FILE = "state.json"
+
+
+def _step(trainer):
+    it = trainer.g_optimizer.iterations
+    return int(it.numpy() if hasattr(it, "numpy") else it)
+
+
+def _shipped_fingerprint(preset):
+    from ..models import presets
+
+    try:
+        return presets.pretrained_fingerprint(preset)
+    except (FileNotFoundError, KeyError, OSError):
+        return None
+
+
+def save_state(trainer, folder, epoch, cpu_seconds, config_path=None, extra=None):
+    """Write the compact state of ``trainer`` to ``folder`` (atomically per file); returns the record."""
+    from ..weights import save_weights
+
+    os.makedirs(folder, exist_ok=True)
+    generator = trainer.generator
+    fingerprint = generator.fingerprint(dtype="float16")  # what the stored float16 weights will give
+    record = {
+        "step": _step(trainer),
+        "epoch": int(epoch),
+        "cpu_seconds": round(float(cpu_seconds), 1),
+        "adversarial": bool(trainer.adversarial),
+        "preset": generator.preset,
+        "config": config_path,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **(extra or {}),
+    }
+    gen_path = os.path.join(folder, "generator.npz")
+    if _shipped_fingerprint(generator.preset) == fingerprint:
+        record["generator"] = {"shipped": generator.preset, "fingerprint": fingerprint}
+        if os.path.exists(gen_path):
+            os.remove(gen_path)
+    else:
+        save_weights(generator, gen_path, dtype="float16")
+        record["generator"] = {"file": "generator.npz", "fingerprint": fingerprint}
+    disc_path = os.path.join(folder, "discriminator.npz")
+    if trainer.adversarial or os.path.exists(disc_path):
+        save_weights(trainer.discriminator, disc_path, dtype="float16")
+        record["discriminator"] = {"file": "discriminator.npz"}
+    else:
+        record["discriminator"] = None
+    tmp = os.path.join(folder, STATE_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, os.path.join(folder, STATE_FILE))
+    return record
+
+
+def read_state(folder):
+    """The ``state.json`` record of ``folder``, or ``None`` if there is none."""
+    path = os.path.join(folder, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_state(trainer, folder):
+    """Load generator (and discriminator) weights of the state in ``folder`` into ``trainer`` and set both
+    optimizers' step counters to the stored step; returns the record.
+
+    Build the trainer with ``training.config.build(config, start_step=record["step"], warmup_steps=...)`` so the
+    learning rate ramps up from there.
+    """
+    from ..models import presets
+    from ..weights import load_weights
+
+    record = read_state(folder)
+    if record is None:
+        raise FileNotFoundError(f"no {STATE_FILE} in {folder}")
+    gen = record["generator"]
+    if "shipped" in gen:
+        load_weights(trainer.generator, presets.pretrained_path(gen["shipped"]))
+    else:
+        load_weights(trainer.generator, os.path.join(folder, gen["file"]))
+    if trainer.generator.fingerprint() != gen["fingerprint"]:
+        raise ValueError(f"generator weights for {folder} do not give the recorded fingerprint "
+                         f"{gen['fingerprint'][:12]}… (shipped weights replaced since the state was written?)")
+    if record.get("discriminator"):
+        load_weights(trainer.discriminator, os.path.join(folder, record["discriminator"]["file"]))
+    for optimizer in (trainer.g_optimizer, trainer.d_optimizer):
+        optimizer.iterations.assign(record["step"])
+    return record

@@ -1,0 +1,79 @@
+"""Compact training state (``--init-from``): weights, step, epoch, CPU time and the learning-rate position."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ml_audio_encoder.training.config import build, load_config
+from ml_audio_encoder.training.state import load_state, read_state, save_state
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config():
+    return load_config(os.path.join(ROOT, "train", "conf", "smoke.yml"),
+                       ["optim.lr=1e-3", "optim.gamma=0.99"])
+
+
+def _lr(optimizer):
+    return float(np.asarray(optimizer.learning_rate))
+
+
+def test_init_from_round_trip(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    config = _config()
+    trainer = build(config)
+    trainer.set_adversarial(False)  # the mel-only phase
+    trainer.g_optimizer.iterations.assign(120)
+    trainer.d_optimizer.iterations.assign(120)
+    record = save_state(trainer, str(tmp_path), epoch=6, cpu_seconds=4321.0, config_path="train/conf/smoke.yml")
+    assert record["step"] == 120 and record["discriminator"] is None  # no GAN phase yet: nothing to store
+    on_disk = read_state(str(tmp_path))
+    assert on_disk == json.loads(json.dumps(record)) and on_disk["generator"]["file"] == "generator.npz"
+
+    keras.utils.set_random_seed(1)  # other random weights
+    fresh = build(config, start_step=record["step"], warmup_steps=10)
+    assert fresh.generator.fingerprint() != trainer.generator.fingerprint()
+    loaded = load_state(fresh, str(tmp_path))
+    assert loaded["epoch"] == 6 and loaded["cpu_seconds"] == 4321.0
+    # float16 storage: the continued run starts from the rounded weights the state recorded
+    expected = record["generator"]["fingerprint"]
+    assert fresh.generator.fingerprint() == trainer.generator.fingerprint(dtype="float16") == expected
+    assert int(np.asarray(fresh.g_optimizer.iterations)) == 120 == int(np.asarray(fresh.d_optimizer.iterations))
+    # the schedule keeps its position (1e-3 · 0.99^step) and ramps up over 10 steps from there
+    assert _lr(fresh.g_optimizer) == pytest.approx(1e-3 * 0.99**120 / 10, rel=1e-4)
+    fresh.g_optimizer.iterations.assign(200)
+    assert _lr(fresh.g_optimizer) == pytest.approx(1e-3 * 0.99**200, rel=1e-4)
+    assert _lr(trainer.g_optimizer) == pytest.approx(1e-3 * 0.99**120, rel=1e-4)
+
+
+def test_discriminator_is_stored_once_the_gan_phase_began(tmp_path):
+    trainer = build(_config())
+    trainer.set_adversarial(True)
+    record = save_state(trainer, str(tmp_path), epoch=1, cpu_seconds=1.0)
+    assert record["discriminator"] == {"file": "discriminator.npz"}
+    other = build(_config())
+    load_state(other, str(tmp_path))
+    for a, b in zip(other.discriminator.weights, trainer.discriminator.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
+
+
+def test_state_points_at_shipped_weights_instead_of_copying_them(tmp_path, monkeypatch):
+    from ml_audio_encoder.models import presets
+
+    trainer = build(_config())
+    trainer.set_adversarial(False)
+    monkeypatch.setattr(presets, "pretrained_fingerprint",
+                        lambda name: trainer.generator.fingerprint(dtype="float16"))
+    record = save_state(trainer, str(tmp_path), epoch=1, cpu_seconds=1.0)
+    assert record["generator"]["shipped"] == trainer.generator.preset
+    assert not os.path.exists(tmp_path / "generator.npz")
+
+
+def test_missing_state_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_state(build(_config()), str(tmp_path))

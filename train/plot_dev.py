@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""Plot dev-check curves (``dev.csv``, written by ``train/train.py``) of one or more runs against training
+CPU-hours, beside Opus on the same clips (``dev_opus.json``), and print them as a Markdown table.
+
+    python train/plot_dev.py train/runs/ab_cpu/small_24khz train/runs/ab_cpu/fast_24khz \\
+        --labels small_24khz fast_24khz --out docs/img/ab_cpu.png
+
+Four panels: mel distance and ViSQOL, for speech and for music (lower mel, higher ViSQOL is better). The x axis is
+cumulative training CPU time, so runs that shared a machine or continued over sessions compare fairly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+
+PANELS = (("mel/speech", "mel distance, speech"), ("mel/music", "mel distance, music"),
+          ("visqol/speech", "ViSQOL, speech (16 kHz)"), ("visqol/music", "ViSQOL, music (48 kHz)"))
+
+
+def read_dev(run_dir):
+    with open(os.path.join(run_dir, "dev.csv")) as f:
+        rows = [{k: float(v) for k, v in r.items() if v not in ("", None) and k != "time"} for r in csv.DictReader(f)]
+    ref_path = os.path.join(run_dir, "dev_opus.json")
+    ref = None
+    if os.path.exists(ref_path):
+        with open(ref_path) as f:
+            ref = json.load(f)
+    return rows, ref
+
+
+def table(runs, labels):
+    lines = ["| run | step | CPU-hours | " + " | ".join(t for _, t in PANELS) + " |",
+             "|---|---:|---:|" + "---:|" * len(PANELS)]
+    for (rows, ref), label in zip(runs, labels):
+        for r in rows:
+            lines.append(f"| {label} | {int(r['step'])} | {r['cpu_hours']:.2f} | "
+                         + " | ".join(f"{r.get(k, float('nan')):.3f}" for k, _ in PANELS) + " |")
+        if ref:
+            s = ref["scores"]
+            lines.append(f"| Opus {ref['kbps']:g} kbps | | | " + " | ".join(f"{s.get(k, float('nan')):.3f}"
+                                                                      for k, _ in PANELS) + " |")
+    return "\n".join(lines)
+
+
+def plot(runs, labels, out, title=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    ref_drawn = set()
+    for (rows, ref), label in zip(runs, labels):
+        for ax, (key, name) in zip(axes.flat, PANELS):
+            pts = [(60 * r["cpu_hours"], r[key]) for r in rows if key in r]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3, label=label)
+            if ref and key not in ref_drawn and key in ref["scores"]:
+                ax.axhline(ref["scores"][key], color="k", ls="--", lw=1, label=f"Opus {ref['kbps']:g} kbps")
+                ref_drawn.add(key)
+            ax.set_title(name, fontsize=10)
+            ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("training CPU-minutes (process CPU time)")
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", help="run folders holding dev.csv")
+    p.add_argument("--labels", nargs="*")
+    p.add_argument("--out", help="PNG to write")
+    p.add_argument("--title")
+    args = p.parse_args(argv)
+    labels = args.labels or [os.path.basename(os.path.normpath(r)) for r in args.runs]
+    runs = [read_dev(r) for r in args.runs]
+    print(table(runs, labels))
+    if args.out:
+        plot(runs, labels, args.out, args.title)
+
+
+if __name__ == "__main__":
+    main()
