@@ -2,7 +2,8 @@
 :mod:`ml_audio_encoder.runtime` (``load_model``, ``compress``, ``codec_file``, ``export``) and
 :mod:`ml_audio_encoder.eval`; nothing imports this module.
 
-    mlae compress IN... [-o OUT_OR_DIR] [--kbps K | --n-quantizers N] [--model PRESET_OR_PATH] [--win-duration S]
+    mlae compress IN... [-o OUT_OR_DIR] [--kbps K | --n-quantizers N] [--entropy auto|context|static|none]
+                  [--model PRESET_OR_PATH] [--win-duration S]
     mlae decompress IN.mlae... [-o OUT_OR_DIR] [--model PRESET_OR_PATH]
     mlae info FILE.mlae...
     mlae export [--format savedmodel|tflite] OUT [--model PRESET_OR_PATH] [--preset P] [--frames N]
@@ -18,6 +19,7 @@ import os
 import sys
 
 from .errors import AudioInputError, CodecFileError
+from .runtime.entropy import ENTROPY_CHOICES
 from .runtime.loading import ENGINES, MODEL_HELP, load_model
 
 
@@ -42,16 +44,17 @@ def _compress(args: argparse.Namespace) -> int:
     from .runtime.compress import compress, n_quantizers_for_kbps
 
     model = load_model(args.model, args.preset, args.engine)
-    n_q = n_quantizers_for_kbps(model, args.kbps) if args.kbps is not None else args.n_quantizers
+    n_q = n_quantizers_for_kbps(model, args.kbps, args.entropy) if args.kbps is not None else args.n_quantizers
     normalize_db = None if args.no_normalize else args.normalize_db
     for src in args.inputs:
         f = compress(model, src, win_duration=args.win_duration, n_quantizers=n_q, normalize_db=normalize_db,
-                     verbose=not args.quiet)
+                     verbose=not args.quiet, entropy=args.entropy)
         dst = _output_path(src, args.output, len(args.inputs) > 1, ".mlae")
         f.save(dst)
         if not args.quiet:
             size = os.path.getsize(dst)
-            print(f"{src} -> {dst} ({size} bytes, {f.n_quantizers} levels, "
+            coding = "bit-packed" if f.entropy == "none" else f"{f.entropy}-coded"
+            print(f"{src} -> {dst} ({size} bytes, {f.n_quantizers} levels, {coding}, "
                   f"{size * 8 / max(f.duration, 1e-9) / 1000:.2f} kbps)")
     return 0
 
@@ -136,12 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("inputs", nargs="+", metavar="IN", help="audio files (WAV, FLAC, OGG, MP3, ...)")
     c.add_argument("-o", "--output", help="output .mlae file (one input) or folder (default: next to each input)")
     rate = c.add_mutually_exclusive_group()
-    rate.add_argument("--kbps", type=float, help="highest bitrate per channel: picks the most levels that fit")
+    rate.add_argument("--kbps", type=float,
+                      help="highest bitrate per channel: picks the most levels that fit, judged by the expected "
+                           "entropy-coded rate (the priors' bits per code per level, measured on held-out audio) "
+                           "when the file will be entropy-coded, else by the bit-packed rate; a given file may "
+                           "come out a little above or below")
     rate.add_argument("-n", "--n-quantizers", type=int, help="quantizer levels to code (default: all)")
     c.add_argument("--win-duration", type=float, default=None,
                    help="seconds per coding window; bounds memory (default: 5 with Keras, 1.5 with LiteRT)")
     c.add_argument("--normalize-db", type=float, default=-16.0, help="loudness to code at, LUFS (default -16)")
     c.add_argument("--no-normalize", action="store_true", help="code at the input's own loudness")
+    c.add_argument("--entropy", choices=ENTROPY_CHOICES, default="auto",
+                   help="how the file stores the codes: context (range-coded with the context model of the priors "
+                        "shipped with the weights), static (per-level code frequencies), none (bit-packed, "
+                        "log2(codebook) bits each, readable by every version), or auto: context when the model has "
+                        "priors, else none (default)")
     add_model_args(c)
     c.set_defaults(func=_compress)
 

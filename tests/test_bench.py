@@ -224,7 +224,7 @@ def test_summary_table_has_every_column():
     table = report.markdown_table(summary)
     header = table.splitlines()[0]
     for title in ("Codec", "Bitrate (kbps)", "Compression ratio", "Mel distance ↓", "ViSQOL ↑", "SI-SDR", "RTF",
-                  "Peak MB", "Payload (kbps)", "STFT distance"):  # fmt: skip
+                  "Peak MB", "Payload (kbps)", "STFT distance", "Bit-packed (kbps)", "Bit-packed ratio"):  # fmt: skip
         assert title in header
     n_cols = len(report.SUMMARY_COLUMNS)
     assert all(line.count("|") == n_cols + 1 for line in table.splitlines())
@@ -257,6 +257,8 @@ def test_end_to_end_bench_cli(tmp_path, capsys):
         assert math.isfinite(float(r["mel_distance"])) and math.isfinite(float(r["si_sdr"]))
     ours1 = [r for r in rows if r["codec"] == "ours" and r["setting"] == "1" and r["name"] == "tone.wav"][0]
     assert float(ours1["kbps_payload"]) == pytest.approx(2.4, rel=0.05)  # 400 frames/s * 6 bits
+    # random weights have no entropy priors: the files are bit-packed, so both columns agree
+    assert ours1["entropy"] == "none" and float(ours1["ratio_file_packed"]) == float(ours1["ratio_file"])
     summary = (out / "summary.md").read_text()
     assert "Mel distance ↓" in summary and "Peak MB" in summary and "bitrate efficiency" in summary
     for name in ("summary.csv", "skipped.csv", "quality_vs_kbps.png", "spectrograms.png", "codebooks.md", "run.json"):

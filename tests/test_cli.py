@@ -122,6 +122,45 @@ def test_default_model_is_the_shipped_one(wav, tmp_path, capsys):
     assert cli.main(["decompress", str(out), "-o", str(tmp_path / "b.wav"), "-q", "--engine", "keras"]) == 0
 
 
+def test_entropy_coding_by_default_and_the_switch(wav, tmp_path, capsys):
+    """The shipped model has priors: files are range-coded (version 2) unless --entropy none; info shows the saving
+    and the bits per level; --kbps plans with the expected entropy-coded rate."""
+    from ml_audio_encoder.runtime import entropy
+
+    if entropy.shipped_priors("small_24khz") is None:
+        pytest.skip("no priors ship for small_24khz")
+    paths = {kind: tmp_path / f"{kind}.mlae" for kind in ("auto", "context", "static", "none")}
+    for kind, path in paths.items():
+        assert cli.main(["compress", str(wav), "-o", str(path), "-n", "8", "--entropy", kind, "-q"]) == 0
+    files = {kind: codec_file.read(path) for kind, path in paths.items()}
+    assert [files[k].entropy for k in paths] == ["context", "context", "static", "none"]
+    assert files["none"].version == 1 and files["context"].version == 2
+    for kind in ("context", "static"):
+        np.testing.assert_array_equal(files[kind].codes, files["none"].codes)
+    assert paths["context"].stat().st_size < paths["static"].stat().st_size < paths["none"].stat().st_size
+    assert cli.main(["info", str(paths["context"]), str(paths["none"])]) == 0
+    text = capsys.readouterr().out
+    assert "context-coded with priors" in text and "smaller" in text and "bits per code   L1 " in text
+    assert "bit-packed" in text and "entropy coding  would save" in text
+    assert cli.main(["decompress", str(paths["context"]), "-o", str(tmp_path / "back.wav"), "-q"]) == 0
+    assert sf.info(tmp_path / "back.wav").frames == 13230
+    # 6 kbps: 8 bit-packed levels, but more when the expected entropy-coded rate is what counts
+    assert cli.main(["compress", str(wav), "-o", str(tmp_path / "k.mlae"), "--kbps", "6", "--entropy", "none",
+                     "-q"]) == 0
+    assert codec_file.read(tmp_path / "k.mlae").n_quantizers == 8
+    assert cli.main(["compress", str(wav), "-o", str(tmp_path / "k.mlae"), "--kbps", "6", "-q"]) == 0
+    assert codec_file.read(tmp_path / "k.mlae").n_quantizers > 8
+    assert "expected entropy-coded rate" in " ".join(cli.build_parser()._subparsers._group_actions[0]
+                                                     .choices["compress"].format_help().split())
+
+
+def test_entropy_needs_priors(use_tiny, wav, tmp_path, capsys):
+    assert cli.main(["compress", str(wav), "-o", str(tmp_path / "a.mlae"), "--entropy", "context", "-q"]) == 1
+    assert "no entropy priors" in one_error_line(capsys)
+    assert cli.main(["compress", str(wav), "-o", str(tmp_path / "a.mlae"), "-q"]) == 0  # auto: bit-packed
+    assert codec_file.read(tmp_path / "a.mlae").entropy == "none"
+
+
 def test_model_resolution_errors(wav, tmp_path, capsys, monkeypatch):
     from ml_audio_encoder.models import presets
 

@@ -25,11 +25,24 @@ def _run(tmp_path, model, step=7, config=True):
     return run
 
 
+def _manifest(tmp_path):
+    """A training manifest of the test clips, for fitting entropy priors."""
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    rows = ["path,domain,source,duration_s,split"]
+    for name, domain in (("speech_male", "speech"), ("speech_female", "speech"), ("music", "music"),
+                         ("general", "general")):
+        rows.append(f"{os.path.join(data, name + '.ogg')},{domain},{name},3.0,train")
+    path = tmp_path / "manifest.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def shipped_once(tiny_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ship")
     out = tmp_path / "pretrained"
-    meta, written = ship.ship(str(_run(tmp_path, tiny_model)), "tiny_test", out_dir=str(out))
+    meta, written = ship.ship(str(_run(tmp_path, tiny_model)), "tiny_test", out_dir=str(out),
+                              priors_manifest=_manifest(tmp_path), priors_seconds=2.0)
     return meta, written
 
 
@@ -47,9 +60,10 @@ def test_ship_writes_a_preset_folder_of_data(shipped, tiny_model):
     meta, written = shipped
     names = sorted(os.path.basename(p) for p in written)
     assert names == ["config.json", "lite.decoder.tflite", "lite.encoder.tflite", "lite.json", "metadata.json",
-                     "weights.npz"]
+                     "priors.npz", "weights.npz"]
     assert meta == presets.read_metadata("tiny_test")
     assert meta["step"] == 7 and meta["lite_prefix"] == "lite" and meta["keras_weights"] == "weights.npz"
+    assert meta["priors"] == "priors.npz"
     assert sorted(meta["files"]) == [n for n in names if n != "metadata.json"]
     assert meta["training"]["record"] == {"step": 7, "val_mel": 1.5}
     assert meta["training"]["log"] == {"step": 7, "val_mel": 1.5, "machine": "test"}
@@ -74,6 +88,40 @@ def test_both_runtimes_load_the_shipped_weights(shipped, tiny_model):
     assert not isinstance(load_model("tiny_test", engine="keras"), LiteCodec)
 
 
+def test_shipped_priors_code_files_of_the_shipped_weights(shipped, tmp_path):
+    """ship.py fitted entropy priors on the manifest's training audio with the weights it shipped: `compress`
+    entropy-codes with them by default, the files decode, and fit_priors.py refuses priors of other weights."""
+    from conftest import sweep
+
+    from ml_audio_encoder import load_model
+    from ml_audio_encoder.runtime import codec_file, entropy
+    from ml_audio_encoder.runtime.compress import compress
+    from train import fit_priors
+
+    meta = shipped[0]
+    codec = load_model("tiny_test")
+    priors = entropy.priors_for(codec)
+    assert priors is not None and priors.fingerprint == meta["fingerprint"]
+    assert priors.meta["fit"]["seconds"] == pytest.approx(8.0) and priors.meta["fit"]["split"] == "train"
+    assert priors.id == meta["files"]["priors.npz"][:32]
+    f = compress(codec, sweep(0.5, 16000)[None], sample_rate=16000)
+    assert f.entropy == "context"
+    data = codec_file.to_bytes(f)
+    np.testing.assert_array_equal(codec_file.from_bytes(data).codes, f.codes)
+    other = entropy.fit.fit_priors([f.codes[0]], priors.codebook_size, "0" * 64, "tiny_test")
+    with pytest.raises(ValueError, match="other weights|ships"):
+        fit_priors.record_priors(presets.pretrained_dir("tiny_test"), other)
+    meta2 = fit_priors.record_priors(presets.pretrained_dir("tiny_test"), priors)  # re-recording is idempotent
+    assert meta2["files"] == meta["files"] and meta2["priors"] == "priors.npz"
+
+
+def test_no_fitting_data_ships_no_priors(tiny_model, tmp_path):
+    with pytest.warns(UserWarning, match="no entropy priors"):
+        meta, written = ship.ship(str(_run(tmp_path, tiny_model)), "tiny_test", out_dir=str(tmp_path / "out"),
+                                  lite=False, priors_manifest=str(tmp_path / "missing.csv"))
+    assert meta["priors"] is None and not any(p.endswith("priors.npz") for p in written)
+
+
 def test_corrupted_or_swapped_files_are_refused(shipped):
     from ml_audio_encoder import MLAudioEncoder, load_model
 
@@ -96,14 +144,14 @@ def test_keras_only_ship_and_reship(tiny_model, tmp_path, monkeypatch):
 
     out = tmp_path / "pretrained"
     run = _run(tmp_path, tiny_model, config=False)  # an old checkpoint without a config: the preset's is used
-    meta, written = ship.ship(str(run), "tiny_test", out_dir=str(out), lite=False)
-    assert meta["lite_prefix"] is None and not any("tflite" in p for p in written)
+    meta, written = ship.ship(str(run), "tiny_test", out_dir=str(out), lite=False, priors=False)
+    assert meta["lite_prefix"] is None and meta["priors"] is None and not any("tflite" in p for p in written)
     monkeypatch.setattr(presets, "PRETRAINED_DIR", str(out))
     assert presets.pretrained_lite_prefix("tiny_test") is None
     assert load_model("tiny_test").fingerprint() == meta["fingerprint"]  # auto falls back to Keras
     with pytest.raises(ValueError, match="no LiteRT files"):
         load_model("tiny_test", engine="lite")
-    again, _ = ship.ship(str(run), "tiny_test", out_dir=str(out), lite=False)
+    again, _ = ship.ship(str(run), "tiny_test", out_dir=str(out), lite=False, priors=False)
     assert again["fingerprint"] == meta["fingerprint"] and sorted(os.listdir(out)) == ["tiny_test"]
 
 
@@ -117,3 +165,7 @@ def test_the_shipped_small_24khz_folder_is_consistent():
     assert meta["fingerprint"] == "180604ba8b5074b7906669fbce8240802464df05b93fb1c752238aa7dc0350b5"
     lite = json.load(open(presets.pretrained_file("small_24khz", "lite.json")))
     assert lite["fingerprint"] == meta["fingerprint"]
+    from ml_audio_encoder.runtime.entropy import Priors
+
+    priors = Priors.load(presets.pretrained_file("small_24khz", meta["priors"]))
+    assert priors.fingerprint == meta["fingerprint"] and priors.size_bytes < 1 << 20

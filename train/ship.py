@@ -2,6 +2,7 @@
 """Ship a run's checkpoint as a preset's pretrained weights inside the package.
 
     python train/ship.py train/runs/small_24khz [--which best|latest] [--preset small_24khz] [--float32] [--no-lite]
+                         [--no-priors] [--priors-manifest data/pack/pack_manifest.csv] [--priors-seconds 20]
 
 Writes the folder ``ml_audio_encoder/pretrained/PRESET/`` (replacing the previous one only once the new one is
 complete), as data (see :mod:`ml_audio_encoder.models.presets`):
@@ -10,6 +11,10 @@ complete), as data (see :mod:`ml_audio_encoder.models.presets`):
 * ``lite.encoder.tflite``, ``lite.decoder.tflite``, ``lite.json``: the same weights for the TensorFlow-free runtime
   (:func:`ml_audio_encoder.runtime.export.export_lite`); skipped with ``--no-lite``, or with a warning when the
   model does not convert;
+* ``priors.npz``: the entropy priors of the shipped weights' codes (:mod:`ml_audio_encoder.runtime.entropy`), fitted
+  by ``train/fit_priors.py`` on part of the training split of ``--priors-manifest`` (the data pack's by default)
+  with the model being shipped; skipped with ``--no-priors``, or with a warning when that manifest is missing
+  (``mlae compress`` then writes bit-packed files until ``train/fit_priors.py --preset PRESET`` is run);
 * ``config.json``: the constructor config of the checkpoint's model (any preset, any set of config keys);
 * ``metadata.json``: the weights' fingerprint, the step shipped, the SHA-256 of every other file and a training
   summary (the checkpoint record and its row of ``log.csv``), which ``MLAudioEncoder.from_preset(...,
@@ -78,7 +83,7 @@ def training_summary(run_dir, record, which):
 
 
 def write_metadata(folder, preset, fingerprint, step, training=None, lite_prefix=LITE_PREFIX,
-                   keras_weights=WEIGHTS_FILE, float16=True):
+                   keras_weights=WEIGHTS_FILE, float16=True, priors=None):
     """Write ``folder/metadata.json`` recording the SHA-256 of every other file in ``folder``; returns the dict."""
     files = {name: presets.sha256_file(os.path.join(folder, name)) for name in sorted(os.listdir(folder))
              if name != presets.METADATA_FILE and os.path.isfile(os.path.join(folder, name))}
@@ -94,6 +99,7 @@ def write_metadata(folder, preset, fingerprint, step, training=None, lite_prefix
         "float16": bool(float16),
         "keras_weights": keras_weights,
         "lite_prefix": lite_prefix,
+        "priors": priors if priors in files else None,
         "files": files,
         "training": training or {},
     }
@@ -108,8 +114,35 @@ def constructor_config(model):
     return {k: v for k, v in model.get_config().items() if k not in _NOT_CONFIG}
 
 
-def ship(run_dir, preset="small_24khz", which="best", float16=True, out_dir=None, lite=True):
-    """Ship checkpoint ``which`` of ``run_dir`` as preset ``preset``; returns ``(metadata, written paths)``."""
+def fit_shipped_priors(model, folder, manifest=None, seconds_per_source=None):
+    """Fit the entropy priors of ``model`` (the LiteRT files just written to ``folder`` when there are any: the same
+    weights, faster) and write them to ``folder``; returns the file name, or ``None`` (with a warning) when there is
+    no fitting data."""
+    from ml_audio_encoder.runtime import lite as lite_runtime
+    from ml_audio_encoder.runtime.entropy import PRIORS_FILE
+    from train import fit_priors
+
+    manifest = manifest or fit_priors.DEFAULT_MANIFEST
+    if not os.path.exists(manifest):
+        warnings.warn(f"no entropy priors shipped: {manifest} is missing (run train/fit_priors.py later)",
+                      stacklevel=2)
+        return None
+    codec = model
+    if os.path.exists(os.path.join(folder, LITE_PREFIX + ".json")) and lite_runtime.available():
+        codec = lite_runtime.LiteCodec.load(os.path.join(folder, LITE_PREFIX))
+    priors = fit_priors.fit_model_priors(codec, manifest, seconds_per_source=seconds_per_source
+                                         or fit_priors.SECONDS_PER_SOURCE)
+    priors.save(os.path.join(folder, PRIORS_FILE))
+    print(fit_priors.summary(priors))
+    return PRIORS_FILE
+
+
+def ship(run_dir, preset="small_24khz", which="best", float16=True, out_dir=None, lite=True, priors=True,
+         priors_manifest=None, priors_seconds=None):
+    """Ship checkpoint ``which`` of ``run_dir`` as preset ``preset``; returns ``(metadata, written paths)``.
+
+    ``priors``: also fit the entropy priors (see :func:`fit_shipped_priors`) on ``priors_manifest``'s training
+    split, ``priors_seconds`` per source."""
     from ml_audio_encoder import MLAudioEncoder
 
     out_dir = out_dir or presets.PRETRAINED_DIR
@@ -142,8 +175,9 @@ def ship(run_dir, preset="small_24khz", which="best", float16=True, out_dir=None
     with open(os.path.join(tmp, presets.CONFIG_FILE), "w") as f:
         json.dump(constructor_config(model), f, indent=2, sort_keys=True)
         f.write("\n")
+    priors_file = fit_shipped_priors(model, tmp, priors_manifest, priors_seconds) if priors else None
     metadata = write_metadata(tmp, preset, model.fingerprint(), record["step"],
-                              training_summary(run_dir, record, which), float16=float16)
+                              training_summary(run_dir, record, which), float16=float16, priors=priors_file)
 
     old = final + ".old"
     shutil.rmtree(old, ignore_errors=True)
@@ -162,11 +196,19 @@ def main(argv=None):
     p.add_argument("--which", default="best", choices=["best", "latest"])
     p.add_argument("--float32", action="store_true", help="keep float32 weights (twice the size)")
     p.add_argument("--no-lite", action="store_true", help="ship the Keras weights only (no LiteRT export)")
+    p.add_argument("--no-priors", action="store_true", help="ship no entropy priors (files stay bit-packed)")
+    p.add_argument("--priors-manifest", default=None,
+                   help="manifest whose training split the priors are fitted on (default data/pack/pack_manifest.csv)")
+    p.add_argument("--priors-seconds", type=float, default=None,
+                   help="seconds of audio per source for the priors (default 20: ~11 min over the pack)")
     args = p.parse_args(argv)
-    meta, written = ship(args.run_dir, args.preset, args.which, not args.float32, lite=not args.no_lite)
+    meta, written = ship(args.run_dir, args.preset, args.which, not args.float32, lite=not args.no_lite,
+                         priors=not args.no_priors, priors_manifest=args.priors_manifest,
+                         priors_seconds=args.priors_seconds)
     size = sum(os.path.getsize(p) for p in written) / 2**20
     print(f"shipped {args.which} checkpoint (step {meta['step']}) of {args.preset}: {len(written)} files, "
-          f"{size:.1f} MiB, weights {meta['fingerprint'][:12]}, LiteRT {'yes' if meta['lite_prefix'] else 'no'}")
+          f"{size:.1f} MiB, weights {meta['fingerprint'][:12]}, LiteRT {'yes' if meta['lite_prefix'] else 'no'}, "
+          f"entropy priors {'yes' if meta['priors'] else 'no'}")
 
 
 if __name__ == "__main__":

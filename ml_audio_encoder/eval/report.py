@@ -27,6 +27,8 @@ SUMMARY_COLUMNS = [
     ("kbps_payload", "Payload (kbps)"),
     ("ratio_file", "Compression ratio"),
     ("ratio_payload", "Compression ratio (payload)"),
+    ("kbps_file_packed", "Bit-packed (kbps)"),
+    ("ratio_file_packed", "Bit-packed ratio"),
     ("mel_distance", "Mel distance ↓"),
     ("stft_distance", "STFT distance ↓"),
     ("visqol", "ViSQOL ↑"),
@@ -35,8 +37,9 @@ SUMMARY_COLUMNS = [
     ("dec_rtf", "RTF dec"),
     ("peak_mb", "Peak MB"),
 ]
-_MEAN_KEYS = ["kbps_file", "kbps_payload", "ratio_file", "ratio_payload", "mel_distance", "stft_distance", "visqol",
-              "si_sdr", "enc_rtf", "dec_rtf", "target_kbps"]  # fmt: skip
+_MEAN_KEYS = ["kbps_file", "kbps_payload", "ratio_file", "ratio_payload", "kbps_file_packed", "ratio_file_packed",
+              "kbps_payload_packed", "ratio_payload_packed", "mel_distance", "stft_distance", "visqol", "si_sdr",
+              "enc_rtf", "dec_rtf", "target_kbps"]  # fmt: skip
 _CODEC_ORDER = {"ours": 0, "opus": 1, "codec2": 2}
 
 
@@ -128,6 +131,9 @@ def markdown_summary(result, summary: list[dict] | None = None, title: str | Non
     lines.append(
         "Compression ratio = 16-bit mono PCM at the file's own rate ÷ compressed bytes: *whole file* (`.mlae` with "
         "header and CRC; Ogg/Opus with pages and headers) and *payload* (codes only; Opus packets only). "
+        "Ours are the files as written: codes range-coded with the model's entropy priors when they ship "
+        "(`mlae compress` default), bit-packed otherwise; *bit-packed* columns give the same files without entropy "
+        "coding (`--entropy none`). "
         "Mel distance: DAC's 7-scale log-mel L1 at the file's rate (lower is better). "
         "RTF = processing seconds ÷ audio seconds (CPU; < 1 is faster than real time)."
     )

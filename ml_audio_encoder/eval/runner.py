@@ -1,6 +1,7 @@
 """Run the benchmark: our codec at every n_quantizers and Opus (and optionally Codec2) on every file.
 
-Per file and setting it records sizes (whole file and payload), compression ratios vs 16-bit PCM, achieved kbps,
+Per file and setting it records sizes (whole file and payload; ours as written, entropy-coded when the model's priors
+ship, and bit-packed), compression ratios vs 16-bit PCM, achieved kbps,
 mel / STFT distance, SI-SDR, ViSQOL (with the mode it came from) and encode/decode real-time factors. Once per run
 it measures the peak resident memory of compressing one long file (default 10 minutes) in a child process, for ours
 and for Opus. Files that cannot be decoded are skipped with a warning and counted.
@@ -110,25 +111,32 @@ class OursResult:
     encode_seconds: float
     decode_seconds: float
     codes: np.ndarray | None = None  # (channels, n_q, frames)
+    entropy: str = "none"  # how the file stored the codes: none (bit-packed), static or context (range-coded)
+    file_bytes_packed: int = 0  # the same file with bit-packed codes
+    payload_bytes_packed: int = 0
 
 
-def ours_roundtrip(model: Codec, x: np.ndarray, sr: int, n_quantizers: int) -> OursResult:
-    """compress -> .mlae bytes -> decompress through the public file API."""
-    from ml_audio_encoder.runtime.codec_file import to_bytes
+def ours_roundtrip(model: Codec, x: np.ndarray, sr: int, n_quantizers: int, entropy: str = "auto") -> OursResult:
+    """compress -> .mlae bytes -> decompress through the public file API. The times include the entropy coding of
+    the file written (``entropy``: auto = the context prior when the model's priors ship) and its decoding."""
+    from ml_audio_encoder.runtime.codec_file import from_bytes, to_bytes
     from ml_audio_encoder.runtime.compress import compress, decompress
 
     t0 = time.perf_counter()
-    f = compress(model, x[None, :], sample_rate=sr, n_quantizers=n_quantizers)
+    f = compress(model, x[None, :], sample_rate=sr, n_quantizers=n_quantizers, entropy=entropy)
     data = to_bytes(f)
     t1 = time.perf_counter()
-    y = np.asarray(decompress(model, f), dtype=np.float32)
+    g = from_bytes(data, priors=f.priors)
+    y = np.asarray(decompress(model, g), dtype=np.float32)
     t2 = time.perf_counter()
     y = audio_io.to_mono(y)
     y_sr = int(getattr(f, "sample_rate", sr))
     y = audio_io.resample(y, y_sr, sr)
     _, y = metrics.match_length(x, y)
-    payload = metrics.codes_payload_bytes(f.n_frames, f.n_quantizers, f.codebook_size, f.channels)
-    return OursResult(int(n_quantizers), len(data), payload, y, t1 - t0, t2 - t1, np.asarray(f.codes))
+    packed = metrics.codes_payload_bytes(f.n_frames, f.n_quantizers, f.codebook_size, f.channels)
+    file_packed = len(to_bytes(f, "none")) if f.entropy != "none" else len(data)
+    return OursResult(int(n_quantizers), len(data), int(g.payload_bytes), y, t1 - t0, t2 - t1, np.asarray(f.codes),
+                      f.entropy, file_packed, packed)
 
 
 def _warm_up(model, sr: int) -> None:
@@ -142,6 +150,20 @@ def _warm_up(model, sr: int) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 # the run
 # ------------------------------------------------------------------------------------------------------------------
+def _packed_columns(r: OursResult, n: int, sr: int) -> dict:
+    """Our row's sizes with bit-packed codes (what the file would be without entropy coding)."""
+    dur = n / sr
+    return {
+        "entropy": r.entropy,
+        "file_bytes_packed": r.file_bytes_packed,
+        "payload_bytes_packed": r.payload_bytes_packed,
+        "ratio_file_packed": metrics.compression_ratio(n, sr, 1, r.file_bytes_packed),
+        "ratio_payload_packed": metrics.compression_ratio(n, sr, 1, r.payload_bytes_packed),
+        "kbps_file_packed": metrics.kbps(r.file_bytes_packed, dur),
+        "kbps_payload_packed": metrics.kbps(r.payload_bytes_packed, dur),
+    }
+
+
 def _row(item: BenchItem, codec: str, setting, target_kbps, x, sr, channels, file_bytes, payload_bytes,
          enc_s, dec_s, backend) -> dict:  # fmt: skip
     n = x.shape[0]
@@ -283,6 +305,7 @@ def run_benchmark(model: Codec | str, items: list[BenchItem], config: BenchConfi
                 row = _row(item, "ours", n, model.bitrate(n) / 1000.0 if hasattr(model, "bitrate") else math.nan,
                            x, sr, channels, r.file_bytes, r.payload_bytes, r.encode_seconds, r.decode_seconds,
                            getattr(model, "preset", "model"))  # fmt: skip
+                row.update(_packed_columns(r, x.shape[0], sr))
                 decoded.append((row, r.audio))
                 if n == max(levels) and r.codes is not None:
                     all_codes.append(r.codes)

@@ -1,4 +1,4 @@
-"""The ``.mlae`` file: a fixed little-endian header, bit-packed codes and a CRC32. Read/write only.
+"""The ``.mlae`` file: a fixed little-endian header, the codes (bit-packed or entropy-coded) and a CRC32.
 
 The byte layout is specified in ``docs/mlae_format.md``; this module is its only implementation. Reading parses
 bytes with ``struct`` and ``numpy`` only -- nothing is ever unpickled -- and every way a file can be unusable
@@ -6,8 +6,13 @@ bytes with ``struct`` and ``numpy`` only -- nothing is ever unpickled -- and eve
 :class:`CodecFileError`. The writer applies the same header rules (:func:`check_header`), so it never writes a file
 the reader would refuse.
 
-    f = MLAEFile.load("song.mlae")     # or codec_file.read(path_or_fileobj)
-    f.save("copy.mlae")                # or codec_file.write(path_or_fileobj, f)
+Version 1 files hold bit-packed codes. Version 2 adds a payload kind: bit-packed, or range-coded
+(:mod:`~ml_audio_encoder.runtime.entropy`) with the ``static`` or ``context`` distribution of the priors whose id
+the header carries. The writer writes bit-packed payloads as version 1 (every reader reads them) and entropy-coded
+ones as version 2; ``MLAEFile.entropy`` says which, and ``save(path, entropy=...)`` switches.
+
+    f = MLAEFile.load("song.mlae")     # or codec_file.read(path_or_fileobj); entropy-coded files need their priors
+    f.save("copy.mlae")                # or codec_file.write(path_or_fileobj, f); f.save(p, entropy="none")
 """
 
 from __future__ import annotations
@@ -16,22 +21,29 @@ import dataclasses
 import math
 import os
 import struct
+import warnings
 import zlib
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ..errors import CodecFileError
 from ..protocol import bits_per_code
 
+ID_BYTES = 16  # prior id in a version 2 header: the first 16 bytes of the priors file's SHA-256
+
 MAGIC = b"MLAE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this module reads; it writes 1 (bit-packed) or 2 (entropy-coded)
+ENTROPY_KINDS = ("none", "static", "context")  # payload kind 0, 1, 2
 
 # magic, version | sample_rate, channels, original_length | model_sample_rate, hop_length, codebook_size,
 # n_quantizers, chunk_length, n_frames | input_loudness_db, applied_gain_db | fingerprint length, preset length.
 # All numeric fields sit at fixed offsets; the two variable-length strings follow them.
 _PREAMBLE = struct.Struct("<4sH")
 _FIXED = struct.Struct("<4sH IHQ IIIHIQ ff BH")
+# version 2 only, right after the version 1 fields: payload kind, prior id length, lane frames, lanes per block,
+# payload length
+_V2 = struct.Struct("<BBIHQ")
 _CRC = struct.Struct("<I")
 
 # Codes are packed in pieces of this many values (a multiple of 8, so every piece ends on a byte boundary)
@@ -63,7 +75,10 @@ class MLAEFile:
     input_loudness_db: float  # integrated loudness of the input (LUFS), -inf for silence
     applied_gain_db: float  # gain applied before encoding; decode applies its negative
     codes: np.ndarray
-    version: int = FORMAT_VERSION
+    version: int = 1  # the version read from disk (a writer picks its own: 1 bit-packed, 2 entropy-coded)
+    entropy: str = "none"  # payload kind: "none" (bit-packed), "static" or "context" (range-coded with `priors`)
+    priors: Any = dataclasses.field(default=None, repr=False, compare=False)  # entropy.Priors of the weights
+    payload_bytes: int | None = dataclasses.field(default=None, compare=False)  # as read from disk
 
     @property
     def channels(self) -> int:
@@ -92,20 +107,28 @@ class MLAEFile:
 
     @property
     def bitrate_kbps(self) -> float:
-        """Bitrate of the codes alone (all channels), excluding header and CRC."""
+        """Bitrate of the bit-packed codes (all channels), excluding header and CRC."""
         return self.channels * self.n_quantizers * self.bits_per_code * self.frame_rate / 1000.0
 
-    def save(self, path_or_fileobj: str | os.PathLike | BinaryIO) -> None:
-        """Write this file (see :func:`write`)."""
-        write(path_or_fileobj, self)
+    @property
+    def packed_bytes(self) -> int:
+        """Bytes of the codes when bit-packed (the version 1 payload)."""
+        return _payload_size(self.channels, self.n_quantizers, self.n_frames, self.bits_per_code)
+
+    def save(self, path_or_fileobj: str | os.PathLike | BinaryIO, entropy: str | None = None) -> None:
+        """Write this file (see :func:`write`); ``entropy`` overrides :attr:`entropy` (``"none"``: bit-packed)."""
+        write(path_or_fileobj, self, entropy=entropy)
 
     @classmethod
-    def load(cls, path_or_fileobj: str | os.PathLike | BinaryIO) -> MLAEFile:
+    def load(cls, path_or_fileobj: str | os.PathLike | BinaryIO, priors: Any = None) -> MLAEFile:
         """Read a ``.mlae`` file (see :func:`read`)."""
-        return read(path_or_fileobj)
+        return read(path_or_fileobj, priors=priors)
 
     def describe(self, size: int | None = None) -> list[str]:
         """Human-readable lines about this file (``size``: its size in bytes, for the true bitrate); ``mlae info``."""
+        codes_kbps = self.bitrate_kbps
+        if self.entropy != "none" and self.payload_bytes is not None:
+            codes_kbps = self.payload_bytes * 8 / max(self.duration, 1e-9) / 1000
         lines = [
             f"format version  {self.version}",
             f"audio           {self.sample_rate} Hz, {self.channels} channel{'s' if self.channels != 1 else ''}, "
@@ -115,15 +138,51 @@ class MLAEFile:
             f"codes           {self.n_quantizers} levels x {self.bits_per_code} bits (codebook {self.codebook_size}), "
             f"{self.n_frames} frames, chunks of {self.chunk_length} frames",
             f"loudness        input {self.input_loudness_db:.1f} LUFS, applied gain {self.applied_gain_db:+.2f} dB",
-            f"bitrate         {self.bitrate_kbps / self.channels:.2f} kbps per channel, "
-            f"{self.bitrate_kbps:.2f} kbps codes",
+            f"bitrate         {codes_kbps / self.channels:.2f} kbps per channel, {codes_kbps:.2f} kbps codes"
+            + (f" ({self.entropy}-coded; bit-packed {self.bitrate_kbps:.2f})" if self.entropy != "none" else ""),
         ]
         if size is not None:
             pcm = self.original_length * self.channels * 2
             lines[-1] += f", {size * 8 / max(self.duration, 1e-9) / 1000:.2f} kbps file"
             lines.append(f"compression     {pcm / size:.1f} : 1 vs 16-bit PCM at {self.sample_rate} Hz x "
                          f"{self.channels} ch ({pcm} -> {size} bytes)")
-        return lines
+        return lines + _describe_payload(self)
+
+
+_INFO_FRAMES = 4500  # `mlae info` measures bits per level on at most this many frames (60 s at 75 frames/s)
+
+
+def _describe_payload(f: MLAEFile) -> list[str]:
+    """``mlae info``'s lines on the payload: its kind and size, the saving over bit-packing, and bits per code per
+    level (for a bit-packed file: what the context prior would spend, when the weights' priors ship)."""
+    from . import entropy
+    from .entropy import coder
+
+    codes = max(1, f.channels * f.n_quantizers * f.n_frames)
+    packed = f.packed_bytes
+    if f.entropy == "none":
+        lines = [f"payload         bit-packed, {packed} bytes ({f.bits_per_code} bits per code)"]
+        try:
+            priors = entropy.shipped_priors(f.preset)
+        except (OSError, ValueError):
+            priors = None
+        if priors is None or priors.fingerprint != f.fingerprint or f.n_quantizers > priors.n_levels \
+                or priors.codebook_size != f.codebook_size:
+            return lines
+        kind, what = "context", "if context-coded (mlae compress --entropy context)"
+    else:
+        size = f.payload_bytes if f.payload_bytes is not None else len(to_bytes(f)) - len(to_bytes(f, "none")) + packed
+        lines = [f"payload         {f.entropy}-coded with priors {f.priors.id[:12]}: {size} bytes, "
+                 f"{size * 8 / codes:.2f} bits per code; bit-packed {packed} bytes: {100 * (1 - size / packed):.1f}% "
+                 "smaller"]
+        priors, kind, what = f.priors, f.entropy, "ideal, under the file's prior"
+    part = f.codes[:, :, :_INFO_FRAMES]
+    bits = priors.code_lengths(part, kind, coder.block_layout(f.frame_rate)[0])
+    lines.append("bits per code   " + " ".join(f"L{i + 1} {b:.2f}" for i, b in enumerate(bits)) + f" ({what}"
+                 + (f", first {_INFO_FRAMES} frames" if f.n_frames > _INFO_FRAMES else "") + ")")
+    if f.entropy == "none":
+        lines.append(f"entropy coding  would save ~{100 * (1 - bits.sum() / (f.n_quantizers * f.bits_per_code)):.1f}%")
+    return lines
 
 
 def expected_frames(original_length: int, sample_rate: int, model_sample_rate: int, hop_length: int) -> int:
@@ -229,31 +288,78 @@ def _validate(f: MLAEFile) -> None:
     check_header(dataclasses.replace(f, codes=codes), "cannot write .mlae file")
 
 
-def to_bytes(f: MLAEFile) -> bytes:
-    """Serialise ``f`` to the ``.mlae`` byte layout."""
+def _resolve_priors(f: MLAEFile, kind: str, priors: Any, name: str):
+    from . import entropy
+
+    priors = priors if priors is not None else f.priors
+    if priors is None and f.fingerprint:
+        found = entropy.shipped_priors(f.preset)
+        priors = found if found is not None and found.fingerprint == f.fingerprint else None
+    if priors is None:
+        raise CodecFileError(f"{name}: no entropy priors for weights {f.fingerprint[:12] or '(unknown)'} of "
+                             f"{f.preset}; write a bit-packed file (entropy='none', mlae compress --entropy none)")
+    entropy.check_priors(priors, f.fingerprint, f.codebook_size, f.n_quantizers, name)
+    return priors
+
+
+def to_bytes(f: MLAEFile, entropy: str | None = None, priors: Any = None) -> bytes:
+    """Serialise ``f`` to the ``.mlae`` byte layout: version 1 with bit-packed codes, or version 2 with codes
+    range-coded under ``entropy`` (default ``f.entropy``) with ``priors`` (default ``f.priors``, else the priors
+    shipped for ``f``'s weights). Priors of other weights are refused."""
+    kind = f.entropy if entropy is None else entropy
+    if kind not in ENTROPY_KINDS:
+        raise CodecFileError(f"entropy must be one of {', '.join(ENTROPY_KINDS)}, got {kind!r}")
     _validate(f)
     codes = np.asarray(f.codes)
     preset = f.preset.encode("utf-8")
     fingerprint = bytes.fromhex(f.fingerprint)
-    header = _FIXED.pack(
-        MAGIC, FORMAT_VERSION,
-        f.sample_rate, codes.shape[0], f.original_length,
-        f.model_sample_rate, f.hop_length, f.codebook_size, codes.shape[1], f.chunk_length, codes.shape[2],
-        f.input_loudness_db, f.applied_gain_db,
-        len(fingerprint), len(preset),
-    )  # fmt: skip
-    # Frame-major on disk (frame, channel, level): a writer can append frames as they are encoded.
-    payload = pack_codes(codes.transpose(2, 0, 1), f.bits_per_code)
-    body = header + fingerprint + preset + payload
+    fixed = (f.sample_rate, codes.shape[0], f.original_length, f.model_sample_rate, f.hop_length, f.codebook_size,
+             codes.shape[1], f.chunk_length, codes.shape[2], f.input_loudness_db, f.applied_gain_db,
+             len(fingerprint), len(preset))
+    if kind == "none":
+        # Frame-major on disk (frame, channel, level): a writer can append frames as they are encoded.
+        body = _FIXED.pack(MAGIC, 1, *fixed) + fingerprint + preset + pack_codes(codes.transpose(2, 0, 1),
+                                                                                f.bits_per_code)
+        return body + _CRC.pack(zlib.crc32(body))
+    from .entropy import coder
+
+    priors = _resolve_priors(f, kind, priors, "cannot write .mlae file")
+    lane_frames, block_lanes = coder.block_layout(f.frame_rate)
+    try:
+        payload = coder.encode(codes, priors, kind, lane_frames, block_lanes)
+    except coder.EntropyBoundError as exc:  # cannot happen with fitted priors; stay readable regardless
+        warnings.warn(f"entropy coding refused ({exc}); writing bit-packed codes", stacklevel=2)
+        return to_bytes(f, "none")
+    prior_id = bytes.fromhex(priors.id)
+    header = _FIXED.pack(MAGIC, 2, *fixed) + _V2.pack(ENTROPY_KINDS.index(kind), len(prior_id), lane_frames,
+                                                       block_lanes, len(payload))
+    body = header + fingerprint + preset + prior_id + payload
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def from_bytes(data: bytes, name: str = "<bytes>") -> MLAEFile:
-    """Parse a whole ``.mlae`` file; ``name`` only labels error messages.
+def _unpack_payload(payload: bytes, channels: int, n_quantizers: int, n_frames: int, codebook_size: int,
+                    name: str) -> np.ndarray:
+    """Bit-packed codes -> int32 ``(channels, n_quantizers, n_frames)``, refusing non-zero padding and codes >= K."""
+    bits = bits_per_code(codebook_size)
+    count = channels * n_quantizers * n_frames
+    spare_bits = len(payload) * 8 - count * bits
+    if spare_bits and payload[-1] & ((1 << spare_bits) - 1):
+        raise CodecFileError(f"{name}: corrupted .mlae file (padding bits after the last code are not zero)")
+    flat = unpack_codes(payload, count, bits)
+    if count and flat.max() >= codebook_size:
+        raise CodecFileError(f"{name}: corrupted .mlae file (code {flat.max()} >= codebook size {codebook_size})")
+    return np.ascontiguousarray(flat.astype(np.int32).reshape(n_frames, channels, n_quantizers).transpose(1, 2, 0))
+
+
+def from_bytes(data: bytes, name: str = "<bytes>", priors: Any = None) -> MLAEFile:
+    """Parse a whole ``.mlae`` file; ``name`` only labels error messages; ``priors`` (a ``Priors`` or several)
+    are searched for an entropy-coded file's prior id before the shipped ones.
 
     Checks in this order: magic, version, the fixed header's length, the announced total length (header, strings,
     codes, CRC: nothing is allocated for codes before the file is known to hold them), the CRC, the header values
-    (:func:`check_header`), the zero padding after the last code, and each code against the codebook size.
+    (:func:`check_header`), then the payload: for bit-packed codes the zero padding and each code against the
+    codebook size; for entropy-coded codes the payload kind fields, the priors (found by id, of the same weights)
+    and the block structure before any decoding.
     """
     data = bytes(data)
     if data[:4] != MAGIC[: len(data)] or (len(data) >= 4 and data[:4] != MAGIC):
@@ -268,16 +374,20 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> MLAEFile:
         )
     if version < 1:
         raise CodecFileError(f"{name}: invalid .mlae format version {version}")
-    if len(data) < _FIXED.size:
-        raise CodecFileError(f"{name}: truncated .mlae file ({len(data)} bytes, header needs {_FIXED.size})")
+    fixed_size = _FIXED.size + (_V2.size if version >= 2 else 0)
+    if len(data) < fixed_size:
+        raise CodecFileError(f"{name}: truncated .mlae file ({len(data)} bytes, header needs {fixed_size})")
     (
         _, _, sample_rate, channels, original_length,
         model_sample_rate, hop_length, codebook_size, n_quantizers, chunk_length, n_frames,
         input_loudness_db, applied_gain_db, fingerprint_len, preset_len,
     ) = _FIXED.unpack_from(data)  # fmt: skip
-    bits = bits_per_code(codebook_size)
-    offset = _FIXED.size + fingerprint_len + preset_len
-    expected = offset + _payload_size(channels, n_quantizers, n_frames, bits) + _CRC.size
+    packed = _payload_size(channels, n_quantizers, n_frames, bits_per_code(codebook_size))
+    kind, id_len, lane_frames, block_lanes, payload_len = 0, 0, 0, 0, packed
+    if version >= 2:
+        kind, id_len, lane_frames, block_lanes, payload_len = _V2.unpack_from(data, _FIXED.size)
+    offset = fixed_size + fingerprint_len + preset_len + id_len
+    expected = offset + payload_len + _CRC.size
     if len(data) < expected:
         raise CodecFileError(
             f"{name}: truncated or corrupted .mlae file ({len(data)} bytes, header announces {expected})"
@@ -289,14 +399,14 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> MLAEFile:
     (stored_crc,) = _CRC.unpack_from(data, expected - _CRC.size)
     if zlib.crc32(data[: expected - _CRC.size]) != stored_crc:
         raise CodecFileError(f"{name}: corrupted .mlae file (CRC32 mismatch)")
-    fingerprint = data[_FIXED.size : _FIXED.size + fingerprint_len].hex()
+    fingerprint = data[fixed_size : fixed_size + fingerprint_len].hex()
     try:
-        preset = data[_FIXED.size + fingerprint_len : offset].decode("utf-8")
+        preset = data[fixed_size + fingerprint_len : offset - id_len].decode("utf-8")
     except UnicodeDecodeError:
         raise CodecFileError(f"{name}: corrupted .mlae file (preset name is not UTF-8)") from None
     if min(channels, n_quantizers, sample_rate, model_sample_rate, hop_length, codebook_size) < 1:
         raise CodecFileError(f"{name}: corrupted .mlae header (a size or rate field is zero)")
-    header = MLAEFile(
+    fields = dict(
         sample_rate=sample_rate,
         original_length=original_length,
         preset=preset,
@@ -307,39 +417,38 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> MLAEFile:
         chunk_length=chunk_length,
         input_loudness_db=float(input_loudness_db),
         applied_gain_db=float(applied_gain_db),
-        codes=np.broadcast_to(np.int32(0), (channels, n_quantizers, n_frames)),  # the shape only, no memory
         version=version,
     )
-    check_header(header, name)
-    count = channels * n_quantizers * n_frames
+    shape = (channels, n_quantizers, n_frames)
+    check_header(MLAEFile(codes=np.broadcast_to(np.int32(0), shape), **fields), name)  # the shape only, no memory
     payload = data[offset : expected - _CRC.size]
-    spare_bits = len(payload) * 8 - count * bits
-    if spare_bits and payload[-1] & ((1 << spare_bits) - 1):
-        raise CodecFileError(f"{name}: corrupted .mlae file (padding bits after the last code are not zero)")
-    flat = unpack_codes(payload, count, bits)
-    if count and flat.max() >= codebook_size:
-        raise CodecFileError(f"{name}: corrupted .mlae file (code {flat.max()} >= codebook size {codebook_size})")
-    codes = flat.astype(np.int32).reshape(n_frames, channels, n_quantizers).transpose(1, 2, 0)
-    return MLAEFile(
-        sample_rate=sample_rate,
-        original_length=original_length,
-        preset=preset,
-        fingerprint=fingerprint,
-        model_sample_rate=model_sample_rate,
-        hop_length=hop_length,
-        codebook_size=codebook_size,
-        chunk_length=chunk_length,
-        input_loudness_db=float(input_loudness_db),
-        applied_gain_db=float(applied_gain_db),
-        codes=np.ascontiguousarray(codes),
-        version=version,
-    )
+    if kind >= len(ENTROPY_KINDS) or id_len != (0 if kind == 0 else ID_BYTES) or (kind == 0) != (block_lanes == 0) \
+            or (kind == 0) != (lane_frames == 0) or (kind == 0 and payload_len != packed) \
+            or (kind and fingerprint_len != 32):
+        raise CodecFileError(f"{name}: invalid .mlae header (payload kind {kind} with prior id of {id_len} bytes, "
+                             f"lanes of {lane_frames} frames, {block_lanes} per block, {payload_len} payload bytes)")
+    if kind == 0:
+        codes = _unpack_payload(payload, channels, n_quantizers, n_frames, codebook_size, name)
+        return MLAEFile(codes=codes, payload_bytes=len(payload), **fields)
+    from . import entropy
+    from .entropy import coder
+
+    prior_id = data[offset - id_len : offset].hex()
+    extra = [priors] if isinstance(priors, entropy.Priors) else list(priors or ())
+    found = entropy.find_priors(prior_id, preset, extra)
+    if found is None:
+        raise CodecFileError(f"{name}: entropy-coded with priors {prior_id[:12]} (weights {fingerprint[:12]} of "
+                             f"{preset}), which this installation does not have")
+    entropy.check_priors(found, fingerprint, codebook_size, n_quantizers, name)
+    codes = coder.decode(payload, shape, found, ENTROPY_KINDS[kind], lane_frames, block_lanes, name)
+    return MLAEFile(codes=codes, entropy=ENTROPY_KINDS[kind], priors=found, payload_bytes=len(payload), **fields)
 
 
-def write(path_or_fileobj: str | os.PathLike | BinaryIO, f: MLAEFile) -> None:
-    """Write ``f`` to a path or a binary file object. A path is written to a temporary name first and renamed,
-    so an interrupted write never leaves a half-written file under the final name."""
-    data = to_bytes(f)
+def write(path_or_fileobj: str | os.PathLike | BinaryIO, f: MLAEFile, entropy: str | None = None) -> None:
+    """Write ``f`` to a path or a binary file object (``entropy`` as in :func:`to_bytes`). A path is written to a
+    temporary name first and renamed, so an interrupted write never leaves a half-written file under the final
+    name."""
+    data = to_bytes(f, entropy)
     if hasattr(path_or_fileobj, "write"):
         path_or_fileobj.write(data)
         return
@@ -350,20 +459,20 @@ def write(path_or_fileobj: str | os.PathLike | BinaryIO, f: MLAEFile) -> None:
     os.replace(tmp, path)
 
 
-def read(path_or_fileobj: str | os.PathLike | BinaryIO) -> MLAEFile:
-    """Read a ``.mlae`` file from a path or a binary file object."""
+def read(path_or_fileobj: str | os.PathLike | BinaryIO, priors: Any = None) -> MLAEFile:
+    """Read a ``.mlae`` file from a path or a binary file object (``priors`` as in :func:`from_bytes`)."""
     if hasattr(path_or_fileobj, "read"):
-        return from_bytes(path_or_fileobj.read(), name=getattr(path_or_fileobj, "name", "<file>"))
+        return from_bytes(path_or_fileobj.read(), name=getattr(path_or_fileobj, "name", "<file>"), priors=priors)
     path = os.fspath(path_or_fileobj)
     with open(path, "rb") as fh:
         head = fh.read(_PREAMBLE.size)
         # Check the magic before reading the rest, so pointing at a huge non-.mlae file fails fast.
         if len(head) >= 4 and head[:4] != MAGIC:
             raise CodecFileError(f"{path}: not an .mlae file (bad magic bytes {head[:4]!r})")
-        return from_bytes(head + fh.read(), name=path)
+        return from_bytes(head + fh.read(), name=path, priors=priors)
 
 
 __all__ = [
-    "MAGIC", "FORMAT_VERSION", "MAX_GAIN_DB", "MAX_LOUDNESS_DB", "MLAEFile", "bits_per_code", "check_header",
-    "expected_frames", "pack_codes", "unpack_codes", "to_bytes", "from_bytes", "write", "read",
+    "ENTROPY_KINDS", "MAGIC", "FORMAT_VERSION", "MAX_GAIN_DB", "MAX_LOUDNESS_DB", "MLAEFile", "bits_per_code",
+    "check_header", "expected_frames", "pack_codes", "unpack_codes", "to_bytes", "from_bytes", "write", "read",
 ]

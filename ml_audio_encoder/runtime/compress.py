@@ -60,13 +60,41 @@ def _frame_windows(n_frames: int, window: int, context: int) -> Iterator[tuple[i
         yield start, count, max(0, start - context), min(n_frames, start + window + context)
 
 
-def n_quantizers_for_kbps(model: Codec, kbps: float) -> int:
-    """Largest level count whose per-channel code bitrate is at most ``kbps`` (``mlae compress --kbps``)."""
-    per_level = model.bitrate(1) / 1000.0
-    n = min(model.n_codebooks, int(kbps / per_level + 1e-9))
+def resolve_entropy(model: Codec, entropy: str | None = "auto", priors=None):
+    """``(kind, priors)`` for coding ``model``'s codes: ``"auto"`` is ``"context"`` when priors ship for the
+    model's weights (or are given) and ``"none"`` (bit-packed) otherwise; ``"static"``/``"context"`` need priors,
+    and priors of other weights are refused (``ValueError``)."""
+    from . import entropy as ent
+
+    kind = "auto" if entropy is None else entropy
+    if kind not in ent.ENTROPY_CHOICES:
+        raise ValueError(f"entropy must be one of {', '.join(ent.ENTROPY_CHOICES)}, got {entropy!r}")
+    if kind == "none":
+        return "none", None
+    priors = priors if priors is not None else ent.priors_for(model)
+    if priors is None:
+        if kind == "auto":
+            return "none", None
+        raise ValueError(f"no entropy priors for {model.preset} weights {model.fingerprint()[:12]}: "
+                         "use entropy 'none' (--entropy none), or fit them (train/fit_priors.py)")
+    ent.check_priors(priors, model.fingerprint(), model.codebook_size, 1, "model")
+    return ("context" if kind == "auto" else kind), priors
+
+
+def n_quantizers_for_kbps(model: Codec, kbps: float, entropy: str | None = "auto", priors=None) -> int:
+    """Largest level count whose per-channel code bitrate is at most ``kbps`` (``mlae compress --kbps``): the
+    *expected* entropy-coded rate (the priors' held-out bits per code of each level) when the codes will be
+    entropy-coded, else the bit-packed rate."""
+    kind, priors = resolve_entropy(model, entropy, priors)
+    per_level = [model.bitrate(1) / 1000.0] * model.n_codebooks
+    if kind != "none" and priors.expected_bits.get(kind):
+        per_level = [b * model.frame_rate / 1000.0 for b in priors.expected_bits[kind][: model.n_codebooks]]
+    rates = np.cumsum(per_level)
+    n = int(np.searchsorted(rates, kbps + 1e-9, side="right"))
     if n < 1:
-        raise ValueError(f"--kbps {kbps:g} is below this model's lowest bitrate ({per_level:g} kbps at 1 level)")
-    return n
+        raise ValueError(f"--kbps {kbps:g} is below this model's lowest bitrate ({rates[0]:.3g} kbps at 1 level"
+                         f"{', entropy-coded' if kind != 'none' else ''})")
+    return min(n, model.n_codebooks)
 
 
 def _progress(total: int, desc: str, verbose: bool):
@@ -185,17 +213,22 @@ def compress(
     n_quantizers: int | None = None,
     normalize_db: float | None = -16.0,
     verbose: bool = False,
+    entropy: str | None = "auto",
+    priors=None,
 ) -> MLAEFile:
     """Code an audio file (any libsndfile/librosa format) or a ``(channels, samples)`` array into an ``MLAEFile``.
 
     Each channel is coded separately at the model's rate; ``n_quantizers`` levels are coded and stored (all by
-    default), in windows of ``win_duration`` seconds (default: :func:`default_win_duration`).
+    default), in windows of ``win_duration`` seconds (default: :func:`default_win_duration`). ``entropy`` picks how
+    the file will store the codes (:func:`resolve_entropy`): ``"auto"`` range-codes them with the context prior
+    when priors ship for the model's weights (``priors`` gives others), ``"none"`` bit-packs them.
     ``normalize_db=None`` disables loudness normalisation (peak protection still applies). Files are
     streamed twice (measure, then encode) and never held whole in memory. Raises :class:`AudioInputError` for
     unusable input (including a level no ``.mlae`` header can hold: a peak above 10^6, 120 dB over full scale)
     and ``FileNotFoundError`` for a missing file.
     """
     n_q = check_levels(n_quantizers, model.n_codebooks)
+    kind, priors = resolve_entropy(model, entropy, priors)
     source = _Source(path_or_array, sample_rate)
     hop, model_rate = model.hop_length, model.sample_rate
 
@@ -230,6 +263,8 @@ def compress(
         input_loudness_db=loudness,
         applied_gain_db=gain_db,
         codes=codes,
+        entropy=kind,
+        priors=priors,
     )
 
 
@@ -265,8 +300,11 @@ def decompress(
     out_path: str | os.PathLike | None = None,
     verbose: bool = False,
     subtype: str | None = None,
+    priors=None,
 ) -> np.ndarray | str:
     """Decode an ``MLAEFile`` (or a ``.mlae`` path) back to audio at the original rate, channels and length.
+
+    An entropy-coded path is read with ``priors`` (or those shipped for its weights).
 
     Returns the ``(channels, samples)`` float32 array, or, when ``out_path`` is given, streams the audio to that
     file (format from its extension, 16-bit PCM for WAV unless ``subtype`` says otherwise) and returns the path.
@@ -276,7 +314,7 @@ def decompress(
         f, name = mlae_file_or_path, "file"
     else:
         name = os.fspath(mlae_file_or_path)
-        f = codec_file.read(name)
+        f = codec_file.read(name, priors=priors)
     check_model(model, f, name)
     codec_file.check_header(f, name)  # a file read from disk passed this already; an in-memory one may not have
     hop = model.hop_length

@@ -1,0 +1,180 @@
+"""Fitting :class:`~.priors.Priors` to a model's codes (``train/ship.py``, ``train/fit_priors.py``).
+
+Counting is exact and cheap; the only choices are the backoff strengths ``beta`` of each context stage and level,
+picked from :data:`BETA_GRID` by two-fold cross-validation over the given sequences (files), stage by stage in
+application order. The same held-out costs become the priors' ``expected_bits`` (what ``mlae compress --kbps``
+plans with), so they are honest estimates for audio the priors have not seen, not the fitting data's own entropy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .priors import MAX_CODEBOOK, PRIORS_FORMAT, PRIORS_VERSION, Priors, context_arrays
+
+BETA_GRID = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
+ALPHA = 0.5  # add-alpha smoothing of the static counts
+MIN_PAIR_COUNT = 2  # (prev, coarse) pairs seen fewer times are pruned: they rarely recur and would double the table
+# stage -> levels it models ("prev" at level 0, where there is no coarser level; the others above it)
+STAGE_PLAN = (("prev", "first"), ("coarse", "rest"), ("pair", "rest"))
+
+
+class _Samples:
+    """Every symbol of the sequences with its level and contexts, flat."""
+
+    def __init__(self, sequences: Sequence[np.ndarray], k: int, lane_frames: int | None = None):
+        parts = [context_arrays(np.asarray(s, np.int64)[None], k, lane_frames) for s in sequences]
+        self.levels, self.prev, self.coarse, self.codes = (np.concatenate([p[i] for p in parts]) if parts
+                                                           else np.zeros(0, np.int64) for i in range(4))
+
+
+def _stage_keys(name: str, s: _Samples, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of the symbols the stage models, their table keys) -- the keys as :meth:`Priors.stage_keys`."""
+    k1 = k + 1
+    mask = s.levels == 0 if dict(STAGE_PLAN)[name] == "first" else s.levels > 0
+    ctx = {"prev": s.prev, "coarse": s.coarse, "pair": s.prev * k1 + s.coarse}[name]
+    return mask, s.levels * (k1 * k1) + ctx
+
+
+def _table(keys: np.ndarray, codes: np.ndarray, k: int, min_count: int = 1) -> dict[str, np.ndarray]:
+    """Sparse counts of (key, code): sorted unique keys, row pointers, codes (increasing per row), counts."""
+    joint, counts = np.unique(keys * k + codes, return_counts=True)
+    keep = counts >= min_count
+    joint, counts = joint[keep], counts[keep]
+    row_keys, starts = np.unique(joint // k, return_index=True)
+    ptr = np.concatenate([starts, [joint.size]]).astype(np.int64)
+    return {"keys": row_keys.astype(np.int64), "ptr": ptr, "codes": (joint % k).astype(np.uint16),
+            "counts": counts.astype(np.uint32), "joint": joint}
+
+
+def _lookup(table: dict[str, np.ndarray], keys: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n(ctx, c), n(ctx)) of each query from a :func:`_table`."""
+    n_joint = np.zeros(keys.size)
+    n_ctx = np.zeros(keys.size)
+    if table["keys"].size:
+        joint = keys * k + codes
+        i = np.minimum(np.searchsorted(table["joint"], joint), table["joint"].size - 1)
+        hit = table["joint"][i] == joint
+        n_joint[hit] = table["counts"][i[hit]]
+        totals = np.add.reduceat(table["counts"].astype(np.int64), table["ptr"][:-1])
+        j = np.minimum(np.searchsorted(table["keys"], keys), table["keys"].size - 1)
+        hit = table["keys"][j] == keys
+        n_ctx[hit] = totals[j[hit]]
+    return n_joint, n_ctx
+
+
+def _static_p(s: _Samples, q: int, k: int, alpha: float) -> np.ndarray:
+    counts = np.zeros((q, k))
+    np.add.at(counts, (s.levels, s.codes), 1.0)
+    return (counts + alpha) / (counts.sum(axis=1, keepdims=True) + alpha * k)
+
+
+def _folds(sequences: Sequence[np.ndarray]) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
+    """Two folds by alternating sequences (or the halves of a lone sequence)."""
+    seqs = list(sequences)
+    if len(seqs) == 1:
+        f = seqs[0].shape[1]
+        seqs = [seqs[0][:, : f // 2], seqs[0][:, f // 2 :]]
+    a, b = seqs[0::2], seqs[1::2]
+    return [(a, b), (b, a)]
+
+
+def _held_out(folds, q: int, k: int, alpha: float, betas: dict[str, np.ndarray], upto: int,
+              candidates: Sequence[float] | None = None, lane_frames: int | None = None):
+    """Held-out bits per level of the static prior and of the chain of the first ``upto`` stages.
+
+    With ``candidates``, the last of those stages is evaluated at every candidate beta: returns ``(static bits
+    (q,), chain bits (len(candidates), q))`` summed over both folds, and the symbol count per level."""
+    cands = [None] if candidates is None else list(candidates)
+    static_bits, chain_bits, per_level = np.zeros(q), np.zeros((len(cands), q)), np.zeros(q)
+    for fit_seqs, test_seqs in folds:
+        fit, test = _Samples(fit_seqs, k, lane_frames), _Samples(test_seqs, k, lane_frames)
+        if not test.codes.size:
+            continue
+        p = _static_p(fit, q, k, alpha)[test.levels, test.codes]
+        static_bits += np.bincount(test.levels, -np.log2(p), q)
+        per_level += np.bincount(test.levels, minlength=q)
+        for i, (name, _) in enumerate(STAGE_PLAN[:upto]):
+            mask_fit, keys_fit = _stage_keys(name, fit, k)
+            table = _table(keys_fit[mask_fit], fit.codes[mask_fit], k, MIN_PAIR_COUNT if name == "pair" else 1)
+            mask, keys = _stage_keys(name, test, k)
+            n_joint, n_ctx = _lookup(table, keys, test.codes, k)
+            use = mask & (n_ctx > 0)
+            if i == upto - 1 and candidates is not None:
+                for j, beta in enumerate(cands):
+                    pj = p.copy()
+                    pj[use] = (n_joint[use] + beta * p[use]) / (n_ctx[use] + beta)
+                    chain_bits[j] += np.bincount(test.levels, -np.log2(pj), q)
+                break
+            beta = betas[name][test.levels[use]]
+            p[use] = (n_joint[use] + beta * p[use]) / (n_ctx[use] + beta)
+        else:
+            chain_bits[0] += np.bincount(test.levels, -np.log2(p), q)
+    return static_bits, chain_bits, per_level
+
+
+def fit_priors(sequences: Sequence[np.ndarray], codebook_size: int, fingerprint: str, preset: str = "",
+               lane_frames: int | None = None, alpha: float = ALPHA, beta_grid: Sequence[float] = BETA_GRID,
+               fit_info: dict[str, Any] | None = None) -> Priors:
+    """Fit priors to code sequences ``(levels, frames)`` (one per file or excerpt, all levels of the model).
+
+    ``lane_frames`` (the coder's lane length at the model's frame rate, :func:`.coder.block_layout`) makes the
+    previous-frame contexts start afresh where the coder's lanes do, as in files.
+    ``fingerprint`` is the weights' SHA-256 (``model.fingerprint()``): the priors are refused with other weights.
+    ``fit_info`` (what data, how much) is stored in the priors' metadata.
+    """
+    t0 = time.perf_counter()
+    seqs = [np.asarray(s, np.int64) for s in sequences if np.asarray(s).shape[-1] > 0]
+    k = int(codebook_size)
+    if not seqs or len({s.shape[0] for s in seqs}) != 1 or seqs[0].ndim != 2:
+        raise ValueError("fit_priors needs code sequences (levels, frames) with the same number of levels")
+    if not 2 <= k <= MAX_CODEBOOK:
+        raise ValueError(f"priors hold codebooks of 2..{MAX_CODEBOOK} codes, not {k}")
+    if min(int(s.min()) for s in seqs) < 0 or max(int(s.max()) for s in seqs) >= k:
+        raise ValueError(f"codes must be in 0..{k - 1}")
+    q = seqs[0].shape[0]
+    folds = _folds(seqs)
+
+    # beta per stage and level, greedily in stage order, each on top of the stages already tuned
+    betas = {name: np.ones(q) for name, _ in STAGE_PLAN}
+    for i, (name, _) in enumerate(STAGE_PLAN):
+        _, bits, _ = _held_out(folds, q, k, alpha, betas, i + 1, beta_grid, lane_frames)
+        betas[name] = np.asarray(beta_grid, np.float64)[np.argmin(bits, axis=0)]
+    static_bits, chain_bits, per_level = _held_out(folds, q, k, alpha, betas, len(STAGE_PLAN), None, lane_frames)
+    per_level = np.maximum(per_level, 1)
+
+    everything = _Samples(seqs, k, lane_frames)
+    arrays: dict[str, np.ndarray] = {}
+    counts = np.zeros((q, k), np.int64)
+    np.add.at(counts, (everything.levels, everything.codes), 1)
+    arrays["static_counts"] = counts.astype(np.uint32)
+    for name, _ in STAGE_PLAN:
+        mask, keys = _stage_keys(name, everything, k)
+        table = _table(keys[mask], everything.codes[mask], k, MIN_PAIR_COUNT if name == "pair" else 1)
+        for part in ("keys", "ptr", "codes", "counts"):
+            arrays[f"{name}_{part}"] = table[part]
+        arrays[f"{name}_beta"] = betas[name]
+    frames = int(sum(s.shape[1] for s in seqs))
+    meta = {
+        "format": PRIORS_FORMAT,
+        "format_version": PRIORS_VERSION,
+        "fingerprint": fingerprint,
+        "preset": preset,
+        "codebook_size": k,
+        "n_levels": q,
+        "alpha": float(alpha),
+        "stages": [name for name, _ in STAGE_PLAN],
+        "expected_bits": {"static": (static_bits / per_level).round(4).tolist(),
+                          "context": (chain_bits[0] / per_level).round(4).tolist()},
+        "lane_frames": int(lane_frames or 0),
+        "fit": {"sequences": len(seqs), "frames": frames, "seconds_fitting": round(time.perf_counter() - t0, 2),
+                **(fit_info or {})},
+    }
+    return Priors(meta, arrays, name=f"priors for {preset or fingerprint[:12]}")
+
+
+__all__ = ["ALPHA", "BETA_GRID", "MIN_PAIR_COUNT", "fit_priors"]

@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""Fit the entropy priors of a model's codes on part of the training split, and ship them beside its weights.
+
+    python train/fit_priors.py --preset small_24khz [--seconds-per-source 20] [--manifest data/pack/pack_manifest.csv]
+
+Encodes the first ``--seconds-per-source`` seconds of training audio of every source in the manifest (in manifest
+order, excerpts of at most ``--max-excerpt`` seconds, mono, loudness-normalized as ``mlae compress`` does) with the
+preset's **shipped** weights, fits :class:`~ml_audio_encoder.runtime.entropy.Priors` to all levels of those codes
+(:func:`~ml_audio_encoder.runtime.entropy.fit.fit_priors`), writes ``pretrained/PRESET/priors.npz`` and records it in
+that folder's ``metadata.json`` (file name under ``priors``, SHA-256 under ``files``). The priors name the weights'
+fingerprint, so they are refused with any other weights; re-run this after the weights change (``train/ship.py``
+does it by itself when it ships).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from ml_audio_encoder.models import presets  # noqa: E402
+from ml_audio_encoder.runtime.entropy import PRIORS_FILE, Priors  # noqa: E402
+from ml_audio_encoder.runtime.entropy.coder import block_layout  # noqa: E402
+from ml_audio_encoder.runtime.entropy.fit import fit_priors  # noqa: E402
+
+DEFAULT_MANIFEST = os.path.join(ROOT, "data", "pack", "pack_manifest.csv")
+SECONDS_PER_SOURCE = 20.0  # ~11 minutes over the pack's 34 training sources
+MAX_EXCERPT = 20.0
+
+
+def select_excerpts(manifest: str, split: str = "train", seconds_per_source: float = SECONDS_PER_SOURCE,
+                    max_excerpt: float = MAX_EXCERPT) -> list[dict]:
+    """``{"path", "seconds", "domain", "source"}`` per excerpt: the start of each file, in manifest order, until
+    each (domain, source) has ``seconds_per_source`` seconds."""
+    from ml_audio_encoder.training.data.manifest import load_manifest
+
+    used: dict[tuple[str, str], float] = collections.defaultdict(float)
+    out = []
+    for item in load_manifest(manifest, split=split):
+        key = (item.domain, item.source or os.path.dirname(item.path))
+        room = seconds_per_source - used[key]
+        if room <= 0.05:
+            continue
+        duration = item.duration_s if np.isfinite(item.duration_s) and item.duration_s > 0 else max_excerpt
+        seconds = min(room, max_excerpt, duration)
+        used[key] += seconds
+        out.append({"path": item.path, "seconds": float(seconds), "domain": item.domain, "source": key[1]})
+    return out
+
+
+def encode_excerpts(model, excerpts: list[dict], verbose: bool = False) -> list[np.ndarray]:
+    """All-level codes ``(levels, frames)`` of each excerpt (mono), coded as ``mlae compress`` codes a file."""
+    import soundfile as sf
+
+    from ml_audio_encoder.runtime import audio_io
+    from ml_audio_encoder.runtime.compress import compress
+
+    out = []
+    for i, ex in enumerate(excerpts):
+        with sf.SoundFile(ex["path"]) as f:
+            sr = f.samplerate
+            audio = f.read(int(round(ex["seconds"] * sr)), dtype="float32", always_2d=True).T
+        f = compress(model, audio_io.to_mono(audio)[None], sample_rate=sr, entropy="none")
+        out.append(np.asarray(f.codes[0]))
+        if verbose:
+            print(f"  [{i + 1}/{len(excerpts)}] {os.path.relpath(ex['path'], ROOT)} {ex['seconds']:.1f} s", flush=True)
+    return out
+
+
+def fit_model_priors(model, manifest: str = DEFAULT_MANIFEST, split: str = "train",
+                     seconds_per_source: float = SECONDS_PER_SOURCE, verbose: bool = False) -> Priors:
+    """Priors of ``model``'s codes (any :class:`~ml_audio_encoder.protocol.Codec`) on part of ``split``."""
+    t0 = time.perf_counter()
+    excerpts = select_excerpts(manifest, split, seconds_per_source)
+    if not excerpts:
+        raise ValueError(f"{manifest}: no {split} audio to fit priors on")
+    codes = encode_excerpts(model, excerpts, verbose)
+    encode_s = time.perf_counter() - t0
+    seconds = sum(ex["seconds"] for ex in excerpts)
+    by_domain = collections.Counter()
+    for ex in excerpts:
+        by_domain[ex["domain"]] += ex["seconds"]
+    info = {
+        "manifest": os.path.relpath(manifest, ROOT) if os.path.abspath(manifest).startswith(ROOT) else manifest,
+        "split": split,
+        "seconds_per_source": seconds_per_source,
+        "excerpts": len(excerpts),
+        "seconds": round(seconds, 1),
+        "seconds_by_domain": {k: round(v, 1) for k, v in sorted(by_domain.items())},
+        "seconds_encoding": round(encode_s, 1),
+    }
+    return fit_priors(codes, model.codebook_size, model.fingerprint(), getattr(model, "preset", ""),
+                      lane_frames=block_layout(model.frame_rate)[0], fit_info=info)
+
+
+def record_priors(folder: str, priors: Priors) -> dict:
+    """Write ``priors`` into a shipped preset folder and record them in its ``metadata.json``; returns the
+    metadata. Refuses priors of weights other than the folder's."""
+    path = os.path.join(folder, presets.METADATA_FILE)
+    with open(path) as f:
+        meta = json.load(f)
+    if meta.get("fingerprint") != priors.fingerprint:
+        raise ValueError(f"{folder}: priors for weights {priors.fingerprint[:12]}, but the folder ships "
+                         f"{str(meta.get('fingerprint'))[:12]}")
+    priors.save(os.path.join(folder, PRIORS_FILE))
+    meta["files"][PRIORS_FILE] = presets.sha256_file(os.path.join(folder, PRIORS_FILE))
+    meta["priors"] = PRIORS_FILE
+    tmp = path + ".part"
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+    return meta
+
+
+def summary(priors: Priors) -> str:
+    bits = priors.expected_bits
+    k = priors.codebook_size
+    full = (k - 1).bit_length()
+    lines = [priors.describe()]
+    for kind in ("static", "context"):
+        b = bits.get(kind, [])
+        for n in (8, len(b)):
+            if 0 < n <= len(b):
+                lines.append(f"  {kind:7s} {n:2d} levels: {sum(b[:n]) / n:.2f} bits per code expected "
+                             f"({100 * (1 - sum(b[:n]) / (n * full)):.1f}% below bit-packing)")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default=presets.DEFAULT_PRESET)
+    p.add_argument("--manifest", default=DEFAULT_MANIFEST)
+    p.add_argument("--split", default="train")
+    p.add_argument("--seconds-per-source", type=float, default=SECONDS_PER_SOURCE)
+    p.add_argument("--engine", default="auto", choices=("auto", "lite", "keras"))
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    from ml_audio_encoder.runtime.loading import load_model
+
+    model = load_model(args.preset, engine=args.engine)
+    if model.fingerprint() != presets.pretrained_fingerprint(args.preset):
+        raise SystemExit(f"{args.preset}: the loaded weights are not the shipped ones")
+    priors = fit_model_priors(model, args.manifest, args.split, args.seconds_per_source, verbose=not args.quiet)
+    meta = record_priors(presets.pretrained_dir(args.preset), priors)
+    print(summary(priors))
+    print(f"wrote {os.path.join(presets.pretrained_dir(args.preset), PRIORS_FILE)} "
+          f"(sha256 {meta['files'][PRIORS_FILE][:12]}, prior id {priors.id[:12]})")
+
+
+if __name__ == "__main__":
+    main()
