@@ -9,13 +9,16 @@ Uses random audio (timing does not depend on content) so it runs anywhere; print
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-import keras
-import numpy as np
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as train/train.py: no fresh kernel pages every step
 
-from ml_audio_encoder.training.callbacks import _peak_device_mb, machine_description
-from ml_audio_encoder.training.config import build, load_config
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ml_audio_encoder.training.callbacks import _peak_device_mb, machine_description  # noqa: E402
+from ml_audio_encoder.training.config import build, load_config  # noqa: E402
 
 
 class _Timer(keras.callbacks.Callback):

@@ -52,11 +52,15 @@ class CodeUsage(keras.metrics.Metric):
 
     def update_state(self, codes):
         """``codes``: int ``(B, n_q, T)`` as the quantizer returns them."""
-        one_hot = ops.one_hot(ops.cast(codes, "int32"), self.codebook_size, dtype="float32")  # (B, n_q, T, K)
-        counts = ops.sum(one_hot, axis=(0, 2))
-        n_q = counts.shape[0]
-        if n_q is not None and n_q < self.n_codebooks:
-            counts = ops.pad(counts, [(0, self.n_codebooks - n_q), (0, 0)])
+        codes = ops.cast(codes, "int32")
+        n_q = codes.shape[1]
+        # A scatter-add over (level, code) pairs: a one-hot (B, n_q, T, K) tensor would cost more than the RVQ, and
+        # ops.bincount does not compile under JAX (its output length depends on the values).
+        offsets = ops.reshape(ops.arange(n_q, dtype="int32") * self.codebook_size, (1, n_q, 1))
+        flat = ops.reshape(codes + offsets, (-1, 1))
+        counts = ops.scatter(flat, ops.ones((ops.shape(flat)[0],), "float32"),
+                             (self.n_codebooks * self.codebook_size,))
+        counts = ops.reshape(counts, (self.n_codebooks, self.codebook_size))
         self.counts.assign(self.counts + counts)
 
     def result(self):
