@@ -77,3 +77,17 @@ def test_state_points_at_shipped_weights_instead_of_copying_them(tmp_path, monke
 def test_missing_state_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_state(build(_config()), str(tmp_path))
+
+
+def test_state_from_a_full_checkpoint(tmp_path):
+    from ml_audio_encoder.training.callbacks import Checkpointer
+    from ml_audio_encoder.training.state import state_from_checkpoint
+
+    trainer = build(_config())
+    trainer.g_optimizer.iterations.assign(40)
+    Checkpointer(str(tmp_path / "ckpt"), trainer).save({"epoch": 3, "step": 40, "cpu_seconds": 99.0})
+    record = state_from_checkpoint(str(tmp_path / "ckpt"), str(tmp_path / "state"))
+    assert (record["step"], record["epoch"], record["cpu_seconds"]) == (40, 3, 99.0)
+    other = build(_config(), start_step=40, warmup_steps=5)
+    load_state(other, str(tmp_path / "state"))
+    assert other.generator.fingerprint() == trainer.generator.fingerprint(dtype="float16")

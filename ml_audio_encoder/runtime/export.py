@@ -235,6 +235,14 @@ def _write_tflite(concrete, module, out_path, what, float16=False):
     return out_path
 
 
+def _lite_window_seconds(model) -> float:
+    """Window length for the LiteRT runtime. XNNPACK plans memory per frame: ~3 MB for the DAC-style convs at
+    audio rates (1.5 s windows keep ``small_24khz`` near 400 MB), far less for a frame-rate model, whose 29 context
+    frames each side would cost more compute than a longer window's memory."""
+    frame_rate = getattr(model, "encoder_type", "conv") != "conv" and getattr(model, "decoder_type", "conv") != "conv"
+    return 5.0 if frame_rate else 1.5
+
+
 def lite_paths(prefix: str | os.PathLike) -> dict[str, str]:
     """The three files of a LiteRT codec written with prefix ``prefix``."""
     prefix = os.fspath(prefix)
@@ -274,7 +282,8 @@ def export_lite(model: MLAudioEncoder, prefix: str | os.PathLike, float16: bool 
     _write_tflite(encode.get_concrete_function(), module, paths["encoder"], "encoder", float16)
     _write_tflite(decode.get_concrete_function(), module, paths["decoder"], "decoder", float16)
     metadata = {**_metadata(model), "format": "ml_audio_encoder.lite", "float16": bool(float16),
-                "context_frames": int(model.context_frames), "receptive_field": int(model.receptive_field)}
+                "context_frames": int(model.context_frames), "receptive_field": int(model.receptive_field),
+                "win_duration": _lite_window_seconds(model)}
     with open(paths["metadata"], "w") as f:
         json.dump(metadata, f, indent=2, sort_keys=True)
     return paths

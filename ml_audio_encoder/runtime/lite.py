@@ -79,7 +79,7 @@ class LiteCodec:
     ``sha256`` (file name -> digest) makes it verify the files first, as shipped weights are.
     """
 
-    default_win_duration = 1.5  # seconds; read by compress.default_win_duration
+    default_win_duration = 1.5  # seconds; read by compress.default_win_duration; an export may set its own
 
     def __init__(self, encoder_path: str | os.PathLike, decoder_path: str | os.PathLike, metadata: dict[str, Any],
                  num_threads: int | None = None):
@@ -91,6 +91,9 @@ class LiteCodec:
         self.hop_length = int(metadata["hop_length"])
         self.n_codebooks = int(metadata["n_codebooks"])
         self.codebook_size = int(metadata["codebook_size"])
+        # Frame-rate models plan little memory per frame: their export asks for longer windows (less context
+        # recomputed per second of audio).
+        self.default_win_duration = float(metadata.get("win_duration", LiteCodec.default_win_duration))
         threads = num_threads or os.cpu_count() or 1
         self._encoder = _Runner(encoder_path, threads)
         self._decoder = _Runner(decoder_path, threads)

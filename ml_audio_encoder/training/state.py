@@ -109,3 +109,38 @@ def load_state(trainer, folder):
     for optimizer in (trainer.g_optimizer, trainer.d_optimizer):
         optimizer.iterations.assign(record["step"])
     return record
+
+
+def state_from_checkpoint(checkpoint_dir, folder, which="latest", dtype="float16"):
+    """Write a compact state in ``folder`` from a full checkpoint (``<run_dir>/checkpoints``, ``which`` pointer):
+    the generator's weights (in ``dtype``), step, epoch and CPU time; no discriminator, no optimizer moments.
+
+    This is how runs branch: each arm of an experiment continues from the same state with ``--init-from``, whatever
+    its discriminator or losses. Returns the record.
+    """
+    import numpy as np
+
+    from ..models.codec import fingerprint_arrays
+    from ..weights import load_arrays, save_arrays
+
+    with open(os.path.join(checkpoint_dir, f"{which}.json")) as f:
+        pointer = json.load(f)
+    arrays, meta = load_arrays(os.path.join(checkpoint_dir, pointer["folder"], "generator.npz"))
+    arrays = [np.asarray(a, dtype=dtype) for a in arrays]
+    os.makedirs(folder, exist_ok=True)
+    save_arrays(os.path.join(folder, "generator.npz"), arrays, meta=meta)
+    record = {
+        "step": int(pointer["step"]),
+        "epoch": int(pointer["epoch"]),
+        "cpu_seconds": round(float(pointer.get("cpu_seconds", 0.0)), 1),
+        "adversarial": False,
+        "preset": (meta or {}).get("config", {}).get("preset"),
+        "config": None,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "from_checkpoint": os.path.join(checkpoint_dir, pointer["folder"]),
+        "generator": {"file": "generator.npz", "fingerprint": fingerprint_arrays(arrays)},
+        "discriminator": None,
+    }
+    with open(os.path.join(folder, STATE_FILE), "w") as f:
+        json.dump(record, f, indent=1)
+    return record
