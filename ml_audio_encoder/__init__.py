@@ -1,10 +1,10 @@
 """ml_audio_encoder: a neural audio codec (improved RVQGAN) in Keras 3.
 
     from ml_audio_encoder import MLAEFile, MLAudioEncoder, load_model
-    model = MLAudioEncoder.from_preset("small_24khz", pretrained=True)
+    model = MLAudioEncoder.from_preset("fast_24khz", pretrained=True)
     f = model.compress("speech.wav")             # -> MLAEFile; f.save("speech.mlae"), MLAEFile.load("speech.mlae")
     audio, sample_rate = model.decompress(f)     # (channels, samples) at the input's rate
-    codec = load_model("small_24khz")            # the same weights on LiteRT, without TensorFlow
+    codec = load_model("fast_24khz")            # the same weights on LiteRT, without TensorFlow
 
 Subpackages, each importing only the floors below it (``pyproject.toml`` holds the import-linter contract):
 ``cli`` → ``eval`` (benchmark, codebook analysis) | ``training`` (losses, discriminators, trainer, data) |

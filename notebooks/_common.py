@@ -18,7 +18,7 @@ ROOT = os.path.dirname(NOTEBOOKS)
 TEST_DATA = os.path.join(ROOT, "tests", "data")
 MANIFEST = os.path.join(ROOT, "data", "manifest.csv")
 OUT = os.path.join(ROOT, "runs_local", "notebooks")  # git-ignored
-PRESET = "small_24khz"
+PRESET = "fast_24khz"  # the default model (ml_audio_encoder.models.presets.DEFAULT_PRESET)
 
 # the shipped clips (tests/data/README.md): 24 kHz mono Ogg Vorbis, a few seconds each
 CLIPS = {

@@ -113,22 +113,24 @@ def test_bad_audio_and_missing_files(use_tiny, tmp_path, capsys):
 
 
 def test_default_model_is_the_shipped_one(wav, tmp_path, capsys):
-    """No --model: the shipped small_24khz weights (LiteRT where installed), and the file says which weights."""
-    from ml_audio_encoder.models.presets import pretrained_fingerprint
+    """No --model: the shipped weights of the default preset (LiteRT where installed), and the file says which
+    weights."""
+    from ml_audio_encoder.models.presets import DEFAULT_PRESET, pretrained_fingerprint
 
     out = tmp_path / "a.mlae"
     assert cli.main(["compress", str(wav), "-o", str(out), "-q"]) == 0
-    assert codec_file.read(out).fingerprint == pretrained_fingerprint("small_24khz")
+    assert codec_file.read(out).fingerprint == pretrained_fingerprint(DEFAULT_PRESET)
     assert cli.main(["decompress", str(out), "-o", str(tmp_path / "b.wav"), "-q", "--engine", "keras"]) == 0
 
 
 def test_entropy_coding_by_default_and_the_switch(wav, tmp_path, capsys):
     """The shipped model has priors: files are range-coded (version 2) unless --entropy none; info shows the saving
     and the bits per level; --kbps plans with the expected entropy-coded rate."""
+    from ml_audio_encoder.models.presets import DEFAULT_PRESET
     from ml_audio_encoder.runtime import entropy
 
-    if entropy.shipped_priors("small_24khz") is None:
-        pytest.skip("no priors ship for small_24khz")
+    if entropy.shipped_priors(DEFAULT_PRESET) is None:
+        pytest.skip(f"no priors ship for {DEFAULT_PRESET}")
     paths = {kind: tmp_path / f"{kind}.mlae" for kind in ("auto", "context", "static", "none")}
     for kind, path in paths.items():
         assert cli.main(["compress", str(wav), "-o", str(path), "-n", "8", "--entropy", kind, "-q"]) == 0
@@ -137,7 +139,11 @@ def test_entropy_coding_by_default_and_the_switch(wav, tmp_path, capsys):
     assert files["none"].version == 1 and files["context"].version == 2
     for kind in ("context", "static"):
         np.testing.assert_array_equal(files[kind].codes, files["none"].codes)
-    assert paths["context"].stat().st_size < paths["static"].stat().st_size < paths["none"].stat().st_size
+    # Payloads (the version 2 header is 32 bytes longer): the context prior beats bit-packing even on this 0.6 s
+    # synthetic sweep; the static one (code frequencies of real audio) need not: fast_24khz uses its codebooks
+    # evenly (docs/entropy_coding.md), so the static prior only saves on real audio.
+    payload = {kind: path.stat().st_size - (32 if files[kind].version == 2 else 0) for kind, path in paths.items()}
+    assert payload["context"] < min(payload["static"], payload["none"])
     assert cli.main(["info", str(paths["context"]), str(paths["none"])]) == 0
     text = capsys.readouterr().out
     assert "context-coded with priors" in text and "smaller" in text and "bits per code   L1 " in text

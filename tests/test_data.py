@@ -302,3 +302,16 @@ def test_public_names_of_the_package():
         assert hasattr(D, name), name
     with pytest.raises(ValueError, match="no audio items"):
         D.require_items([], split="train")
+
+
+def test_a_batch_depends_on_its_index_only_even_from_threads(folder):
+    """tf.data builds batches in parallel threads: a batch must not depend on which batches came before it (a file
+    found dead used to change the draw weights for every later batch)."""
+    import concurrent.futures
+
+    serial = [_ds(folder).get_batch(k) for k in range(8)]  # a fresh dataset per batch: no history at all
+    ds = _ds(folder)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(ds.get_batch, reversed(range(8))))[::-1]
+    for a, b in zip(serial, threaded):
+        np.testing.assert_array_equal(a, b)

@@ -250,3 +250,16 @@ def test_get_config_from_config_round_trip(tmp_path):
     for cls, layer in ((MultiPeriodDiscriminator, MultiPeriodDiscriminator(periods=(2,), channels=(2,) * 5)),
                        (MultiBandSTFTDiscriminator, MultiBandSTFTDiscriminator(window_lengths=(128,), channels=2))):
         assert cls.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_traced_with_an_unknown_length_gives_the_eager_outputs():
+    """``model.fit`` on a PyDataset traces the train step with audio of shape (None, None, 1): the period fold and the
+    match_stride padding must then work on tensors (the GAN phase failed at its first step before)."""
+    import tensorflow as tf
+
+    disc = Discriminator(sample_rate=16000, periods=[2, 3], fft_sizes=[256], width_scale=0.125)
+    traced = tf.function(disc, input_signature=[tf.TensorSpec((None, None, 1), tf.float32)])
+    for seed, shape in ((0, (2, 4000, 1)), (1, (3, 4001, 1))):
+        x = np.random.default_rng(seed).standard_normal(shape).astype("float32")
+        for a, b in zip(tf.nest.flatten(disc(x)), tf.nest.flatten(traced(x))):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)

@@ -35,9 +35,10 @@ def blocks():
 
 
 def commands(block):
-    """The shell commands of a bash block: one per line, ``&&`` chains split, comments dropped."""
+    """The shell commands of a bash block: one per line (``\\`` continues a line), ``&&`` chains split, comments
+    dropped."""
     out = []
-    for line in block.splitlines():
+    for line in re.sub(r"\\\n", " ", block).splitlines():
         for part in line.split("&&"):
             words = shlex.split(part, comments=True)
             if words:

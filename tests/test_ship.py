@@ -155,17 +155,29 @@ def test_keras_only_ship_and_reship(tiny_model, tmp_path, monkeypatch):
     assert again["fingerprint"] == meta["fingerprint"] and sorted(os.listdir(out)) == ["tiny_test"]
 
 
-def test_the_shipped_small_24khz_folder_is_consistent():
-    """The package's own shipped weights: every file matches metadata.json, config.json matches the preset."""
-    meta = presets.read_metadata("small_24khz")
+# The weights each shipped preset folder must hold (train/ship.py prints the fingerprint); a reship updates these.
+SHIPPED = {
+    "small_24khz": "180604ba8b5074b7906669fbce8240802464df05b93fb1c752238aa7dc0350b5",
+    "fast_24khz": "78a572baa6cc7672c4386c54d06c0c0de2322fac31299647b6f2adc7b679ac52",
+}
+
+
+@pytest.mark.parametrize("preset", sorted(SHIPPED))
+def test_the_shipped_folders_are_consistent(preset):
+    """The package's own shipped weights: every file matches metadata.json, config.json matches the preset, the
+    LiteRT files and the entropy priors name the same weights."""
+    meta = presets.read_metadata(preset)
     for name in meta["files"]:
-        presets.pretrained_file("small_24khz", name)
-    assert presets.preset_config("small_24khz", pretrained=True) == json.loads(json.dumps(
-        presets.PRESETS["small_24khz"]))
-    assert meta["fingerprint"] == "180604ba8b5074b7906669fbce8240802464df05b93fb1c752238aa7dc0350b5"
-    lite = json.load(open(presets.pretrained_file("small_24khz", "lite.json")))
+        presets.pretrained_file(preset, name)  # checks the SHA-256 recorded in metadata.json
+    assert presets.preset_config(preset, pretrained=True) == json.loads(json.dumps(presets.PRESETS[preset]))
+    assert meta["fingerprint"] == SHIPPED[preset]
+    lite = json.load(open(presets.pretrained_file(preset, "lite.json")))
     assert lite["fingerprint"] == meta["fingerprint"]
     from ml_audio_encoder.runtime.entropy import Priors
 
-    priors = Priors.load(presets.pretrained_file("small_24khz", meta["priors"]))
+    priors = Priors.load(presets.pretrained_file(preset, meta["priors"]))
     assert priors.fingerprint == meta["fingerprint"] and priors.size_bytes < 1 << 20
+
+
+def test_the_default_model_ships():
+    assert presets.DEFAULT_PRESET in SHIPPED and presets.has_pretrained(presets.DEFAULT_PRESET)

@@ -91,3 +91,20 @@ def test_state_from_a_full_checkpoint(tmp_path):
     other = build(_config(), start_step=40, warmup_steps=5)
     load_state(other, str(tmp_path / "state"))
     assert other.generator.fingerprint() == trainer.generator.fingerprint(dtype="float16")
+
+
+def test_a_state_written_before_shipping_then_points_at_the_shipped_weights(tmp_path, monkeypatch):
+    from ml_audio_encoder.models import presets
+    from ml_audio_encoder.training.state import point_at_shipped
+
+    trainer = build(_config())
+    trainer.set_adversarial(False)
+    save_state(trainer, str(tmp_path), epoch=1, cpu_seconds=1.0)  # nothing shipped yet: its own copy
+    assert os.path.exists(tmp_path / "generator.npz")
+    monkeypatch.setattr(presets, "pretrained_fingerprint", lambda name: "something else")
+    assert not point_at_shipped(str(tmp_path)) and os.path.exists(tmp_path / "generator.npz")
+    monkeypatch.setattr(presets, "pretrained_fingerprint",  # then train/ship.py ships these weights
+                        lambda name: trainer.generator.fingerprint(dtype="float16"))
+    assert point_at_shipped(str(tmp_path))
+    assert read_state(str(tmp_path))["generator"]["shipped"] == trainer.generator.preset
+    assert not os.path.exists(tmp_path / "generator.npz")

@@ -3,6 +3,7 @@
 
     python train/ship.py train/runs/small_24khz [--which best|latest] [--preset small_24khz] [--float32] [--no-lite]
                          [--no-priors] [--priors-manifest data/pack/pack_manifest.csv] [--priors-seconds 20]
+                         [--state train/state/small_24khz]
 
 Writes the folder ``ml_audio_encoder/pretrained/PRESET/`` (replacing the previous one only once the new one is
 complete), as data (see :mod:`ml_audio_encoder.models.presets`):
@@ -201,6 +202,9 @@ def main(argv=None):
                    help="manifest whose training split the priors are fitted on (default data/pack/pack_manifest.csv)")
     p.add_argument("--priors-seconds", type=float, default=None,
                    help="seconds of audio per source for the priors (default 20: ~11 min over the pack)")
+    p.add_argument("--state", metavar="DIR", action="append", default=[],
+                   help="a compact training state (train/state/<run>) of the shipped weights: its generator.npz "
+                        "becomes a pointer to the shipped folder (repeatable)")
     args = p.parse_args(argv)
     meta, written = ship(args.run_dir, args.preset, args.which, not args.float32, lite=not args.no_lite,
                          priors=not args.no_priors, priors_manifest=args.priors_manifest,
@@ -209,6 +213,12 @@ def main(argv=None):
     print(f"shipped {args.which} checkpoint (step {meta['step']}) of {args.preset}: {len(written)} files, "
           f"{size:.1f} MiB, weights {meta['fingerprint'][:12]}, LiteRT {'yes' if meta['lite_prefix'] else 'no'}, "
           f"entropy priors {'yes' if meta['priors'] else 'no'}")
+    for folder in args.state:
+        from ml_audio_encoder.training.state import point_at_shipped
+
+        linked = point_at_shipped(folder)
+        print(f"{folder}: " + ("generator now points at the shipped weights" if linked else
+                               "kept its own generator.npz (not the shipped weights)"))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
 `mlae bench ...` or, from Python::
 
     from ml_audio_encoder.eval import BenchConfig, resolve_dataset, run_benchmark, write_report
-    result = run_benchmark("small_24khz", resolve_dataset("dev", kind="speech", limit=10), BenchConfig(kind="speech"))
+    result = run_benchmark("fast_24khz", resolve_dataset("dev", kind="speech", limit=10), BenchConfig(kind="speech"))
     write_report(result, "bench_out/speech")
 """
 

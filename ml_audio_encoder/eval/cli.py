@@ -1,6 +1,6 @@
 """`mlae bench`: benchmark a model against Opus (and Codec2) on a dataset; prints and writes the summary.
 
-    mlae bench --model small_24khz --data dev --kind speech --limit 20 --seconds 10 --out bench_out/speech
+    mlae bench --model fast_24khz --data dev --kind speech --limit 20 --seconds 10 --out bench_out/speech
     mlae bench --model random:tiny_test --data GTZAN_DIR --kind music --opus-kbps 6,12,24 --no-visqol
 
 `--data`: "dev" (default: the dev split of data/manifest.csv, domain = --kind), a GTZAN or RAVDESS folder, any
@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from ml_audio_encoder.runtime.loading import ENGINES, load_model
+from ml_audio_encoder.runtime.loading import DEFAULT_PRESET, ENGINES, load_model
 
 
 def _floats(text: str) -> tuple:
@@ -35,7 +35,8 @@ def _ints(text: str) -> list | None:
 
 def build_parser(prog: str = "mlae bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="preset name, random:PRESET, or a .keras / weights file")
+    p.add_argument("--model", default=DEFAULT_PRESET,
+                   help=f"preset name, random:PRESET, or a .keras / weights file (default: {DEFAULT_PRESET})")
     p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="runtime for shipped weights: lite (LiteRT), keras, or auto (lite when installed)")
     p.add_argument("--data", default="dev", help="dev | DIR (GTZAN, RAVDESS, any) | manifest.csv | file")

@@ -1,6 +1,6 @@
 """Benchmark of entropy-coded ``.mlae`` payloads (issue 13's gates): lossless, bytes saved per prior kind, time added.
 
-    python -m ml_audio_encoder.eval.entropy_bench [--model small_24khz] [--manifest data/pack/pack_manifest.csv]
+    python -m ml_audio_encoder.eval.entropy_bench [--model fast_24khz] [--manifest data/pack/pack_manifest.csv]
         [--split dev] [--kinds speech,music] [--levels 8,12] [--out docs/entropy_bench.md]
 
 For every file of the split (each domain in ``--kinds``) it compresses once with the model at all levels
@@ -23,7 +23,7 @@ import numpy as np
 from ml_audio_encoder.eval.datasets import resolve_dataset
 from ml_audio_encoder.runtime import codec_file, entropy
 from ml_audio_encoder.runtime.compress import compress, decompress
-from ml_audio_encoder.runtime.loading import ENGINES, load_model
+from ml_audio_encoder.runtime.loading import DEFAULT_PRESET, ENGINES, load_model
 
 PAYLOAD_KINDS = ("none", "static", "context")
 
@@ -56,7 +56,7 @@ def measure_file(model, path: str, levels: list[int], priors) -> dict:
     return out
 
 
-def run(model_spec: str = "small_24khz", manifest: str = "data/pack/pack_manifest.csv", split: str = "dev",
+def run(model_spec: str = DEFAULT_PRESET, manifest: str = "data/pack/pack_manifest.csv", split: str = "dev",
         kinds=("speech", "music"), levels=(8, 12), engine: str = "auto", limit: int | None = None,
         verbose: bool = True) -> dict:
     model = load_model(model_spec, engine=engine)
@@ -122,7 +122,7 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m ml_audio_encoder.eval.entropy_bench", description=__doc__)
-    p.add_argument("--model", default="small_24khz")
+    p.add_argument("--model", default=DEFAULT_PRESET)
     p.add_argument("--engine", choices=ENGINES, default="auto")
     p.add_argument("--manifest", default="data/pack/pack_manifest.csv")
     p.add_argument("--split", default="dev")

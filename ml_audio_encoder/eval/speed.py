@@ -1,4 +1,4 @@
-"""CPU speed and memory of whole-file coding: ``python -m ml_audio_encoder.eval.speed --model small_24khz``.
+"""CPU speed and memory of whole-file coding: ``python -m ml_audio_encoder.eval.speed [--model fast_24khz]``.
 
 For each duration (default 60 s and 600 s) a file of real or synthesized audio is compressed to ``.mlae`` and
 decompressed back to WAV in a fresh child process (``memprobe ours --decode-to``), which reports wall time and
@@ -16,7 +16,7 @@ import tempfile
 import numpy as np
 
 from ml_audio_encoder.runtime import audio_io
-from ml_audio_encoder.runtime.loading import ENGINES
+from ml_audio_encoder.runtime.loading import DEFAULT_PRESET, ENGINES
 
 
 def _test_signal(seconds: float, sr: int, source: str | None) -> np.ndarray:
@@ -65,7 +65,7 @@ def markdown(rows: list[dict], model_spec: str, engine: str = "auto") -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m ml_audio_encoder.eval.speed", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="small_24khz")
+    p.add_argument("--model", default=DEFAULT_PRESET)
     p.add_argument("--seconds", default="60,600", help="comma-separated durations")
     p.add_argument("--source", help="audio file to tile (default: synthesized harmonics)")
     p.add_argument("-n", "--n-quantizers", type=int)

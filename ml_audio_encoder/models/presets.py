@@ -1,8 +1,10 @@
 """Named model configurations (plain data) and the store of shipped weights, ``pretrained/<preset>/``.
 
-``thesis_44khz`` is DAC's 44.1 kHz model as the thesis ports it (~76M parameters). ``small_24khz`` is the default
-codec: narrow enough to run faster than real time on a 2-core CPU, 75 frames/s, 12 levels (9 kbps at full depth,
-6 kbps at 8). ``tiny_test`` exists for unit tests only.
+``thesis_44khz`` is DAC's 44.1 kHz model as the thesis ports it (~76M parameters). ``small_24khz`` is a narrow DAC
+codec and ``fast_24khz`` a frame-rate one (STFT encoder, ConvNeXt blocks, inverse-STFT head, after Vocos) with the
+same contract: 24 kHz, 75 frames/s, 12 levels (9 kbps at full depth, 6 kbps at 8). ``fast_24khz`` is the default
+(``DEFAULT_PRESET``): it learned far more per CPU-minute in the equal-budget A/B (README). ``tiny_test`` exists for
+unit tests only.
 
 A preset is the keyword arguments of :class:`~ml_audio_encoder.models.codec.MLAudioEncoder`; nothing here depends on
 which keys there are, and this module never imports the model (building one is
@@ -90,7 +92,8 @@ PRESETS = {
 }
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
-DEFAULT_PRESET = "small_24khz"
+# The model `mlae` and `load_model()` use without --model: the winner of the equal-CPU A/B of issue 11 (README).
+DEFAULT_PRESET = "fast_24khz"
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
 METADATA_FORMAT = "ml_audio_encoder.pretrained"

@@ -58,9 +58,10 @@ def stft(audio, window_length, hop_length=None, match_stride=False, window="hann
         if hop_length != window_length // 4:
             raise ValueError("match_stride requires hop_length == window_length // 4")
         length = x.shape[-1]
-        if length is None:
-            raise ValueError("match_stride needs a static number of samples")
-        right_pad = math.ceil(length / hop_length) * hop_length - length
+        if length is None:  # unknown while tracing (e.g. a PyDataset's (None, None, 1) batches): a tensor pad
+            right_pad = (-ops.shape(x)[-1]) % hop_length
+        else:
+            right_pad = math.ceil(length / hop_length) * hop_length - length
         pad = (window_length - hop_length) // 2
         x = ops.pad(x, [(0, 0), (pad, pad + right_pad)], mode="reflect")
     real, imag = ops.stft(x, window_length, hop_length, window_length, window=window, center=True)

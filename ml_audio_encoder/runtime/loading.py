@@ -41,7 +41,7 @@ MODEL_HELP = (
 
 
 def load_model(spec: Any = None, preset: str | None = None, engine: str = "auto") -> Codec:
-    """Resolve a model spec (see the module docstring; ``None``: the ``preset``, default ``small_24khz``) to a codec.
+    """Resolve a model spec (see the module docstring; ``None``: the ``preset``, default ``fast_24khz``) to a codec.
 
     A model object passes through. ``preset`` gives the architecture of a bare weights file. Raises ``ValueError``
     (bad spec or engine), ``FileNotFoundError`` (no such file, no shipped weights) or ``OSError`` (damaged files).

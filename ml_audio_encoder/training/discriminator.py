@@ -185,12 +185,12 @@ class PeriodDiscriminator(keras.layers.Layer):
         x = ops.convert_to_tensor(audio)
         if len(x.shape) == 3:
             x = ops.squeeze(x, axis=-1)
-        t = x.shape[1]
-        if t is None:
-            raise ValueError("PeriodDiscriminator needs a static number of samples")
+        # The length may be unknown while tracing (keras feeds a PyDataset's batches as (None, None, 1)): the pad
+        # and the folded length are then tensors, and the reshape infers the folded length.
+        t = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
         pad = self.period - t % self.period
         x = ops.pad(x, [(0, 0), (0, pad)], mode="reflect")
-        x = ops.reshape(ops.cast(x, self.compute_dtype), (-1, (t + pad) // self.period, self.period, 1))
+        x = ops.reshape(ops.cast(x, self.compute_dtype), (ops.shape(x)[0], -1, self.period, 1))
         fmap = []
         for conv in self.convs:
             x = conv(x)

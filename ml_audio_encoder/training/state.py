@@ -144,3 +144,26 @@ def state_from_checkpoint(checkpoint_dir, folder, which="latest", dtype="float16
     with open(os.path.join(folder, STATE_FILE), "w") as f:
         json.dump(record, f, indent=1)
     return record
+
+
+def point_at_shipped(folder):
+    """Replace the state's ``generator.npz`` by a pointer to the shipped weights of its preset when they are the
+    same weights (same fingerprint), so the repository does not hold them twice; returns True if it did.
+
+    ``train/ship.py --state DIR`` calls this after shipping the run whose state ``DIR`` is.
+    """
+    record = read_state(folder)
+    if record is None:
+        raise FileNotFoundError(f"no {STATE_FILE} in {folder}")
+    gen = record["generator"]
+    if "shipped" in gen:
+        return True
+    if _shipped_fingerprint(record.get("preset")) != gen["fingerprint"]:
+        return False
+    record["generator"] = {"shipped": record["preset"], "fingerprint": gen["fingerprint"]}
+    tmp = os.path.join(folder, STATE_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, os.path.join(folder, STATE_FILE))
+    os.remove(os.path.join(folder, gen["file"]))
+    return True

@@ -236,13 +236,11 @@ class ExcerptSampler:
         return w / s if s > 0 else np.full(len(items), 1.0 / len(items))
 
     def _mark_dead(self, item_index: int) -> None:
-        it = self.items[item_index]
+        # The draw weights stay as they were: re-weighting here made a batch depend on which batches came before it
+        # (and, with tf.data's parallel calls, on thread timing), so get_batch(index) was no longer a function of
+        # the index. A dead file drawn again is skipped at once by _raw_excerpt, from the same per-batch RNG.
         with self._lock:
-            if it.path in self._dead:
-                return
-            self._dead.add(it.path)
-            d = it.domain
-            self._weights[d] = self._domain_weights(self._by_domain[d])
+            self._dead.add(self.items[item_index].path)
 
     # -- reading ---------------------------------------------------------------------------------------------
     def _file_info(self, path: str):
@@ -257,6 +255,8 @@ class ExcerptSampler:
     def _raw_excerpt(self, item_index: int, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
         """A random excerpt (float32, excerpt_samples) before loudness normalization, and its start sample."""
         it = self.items[item_index]
+        if it.path in self._dead:
+            return None
         n = self.excerpt_samples
         if self.cache is not None:
             x = self.cache.get(it.path)
