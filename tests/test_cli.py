@@ -139,10 +139,10 @@ def test_entropy_coding_by_default_and_the_switch(wav, tmp_path, capsys):
     assert files["none"].version == 1 and files["context"].version == 2
     for kind in ("context", "static"):
         np.testing.assert_array_equal(files[kind].codes, files["none"].codes)
-    # Payloads (the version 2 header is 32 bytes longer): the context prior beats bit-packing even on this 0.6 s
-    # synthetic sweep; the static one (code frequencies of real audio) need not: fast_24khz uses its codebooks
-    # evenly (docs/entropy_coding.md), so the static prior only saves on real audio.
-    payload = {kind: path.stat().st_size - (32 if files[kind].version == 2 else 0) for kind, path in paths.items()}
+    # Payloads (the version 2 header is longer): the context prior beats bit-packing even on this 0.6 s synthetic
+    # sweep; the static one (code frequencies of real audio) need not: fast_24khz uses its codebooks evenly
+    # (docs/entropy_coding.md), so the static prior only saves on real audio.
+    payload = {kind: f.payload_bytes for kind, f in files.items()}
     assert payload["context"] < min(payload["static"], payload["none"])
     assert cli.main(["info", str(paths["context"]), str(paths["none"])]) == 0
     text = capsys.readouterr().out

@@ -12,7 +12,6 @@ accepted too); spectrograms are ``(batch, frames, freq)``.
 from __future__ import annotations
 
 import functools
-import math
 
 import keras
 import numpy as np
@@ -57,11 +56,8 @@ def stft(audio, window_length, hop_length=None, match_stride=False, window="hann
     if match_stride:
         if hop_length != window_length // 4:
             raise ValueError("match_stride requires hop_length == window_length // 4")
-        length = x.shape[-1]
-        if length is None:  # unknown while tracing (e.g. a PyDataset's (None, None, 1) batches): a tensor pad
-            right_pad = (-ops.shape(x)[-1]) % hop_length
-        else:
-            right_pad = math.ceil(length / hop_length) * hop_length - length
+        # ceil(T / hop) * hop - T; a tensor while tracing with an unknown length (a PyDataset's (None, None, 1))
+        right_pad = (-ops.shape(x)[-1]) % hop_length
         pad = (window_length - hop_length) // 2
         x = ops.pad(x, [(0, 0), (pad, pad + right_pad)], mode="reflect")
     real, imag = ops.stft(x, window_length, hop_length, window_length, window=window, center=True)

@@ -187,7 +187,7 @@ class PeriodDiscriminator(keras.layers.Layer):
             x = ops.squeeze(x, axis=-1)
         # The length may be unknown while tracing (keras feeds a PyDataset's batches as (None, None, 1)): the pad
         # and the folded length are then tensors, and the reshape infers the folded length.
-        t = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
+        t = ops.shape(x)[1]
         pad = self.period - t % self.period
         x = ops.pad(x, [(0, 0), (0, pad)], mode="reflect")
         x = ops.reshape(ops.cast(x, self.compute_dtype), (ops.shape(x)[0], -1, self.period, 1))

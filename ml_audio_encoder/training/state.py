@@ -36,6 +36,14 @@ def _shipped_fingerprint(preset):
         return None
 
 
+def _write_record(folder, record):
+    """Write ``state.json`` atomically: a kill mid-write leaves the previous record, never half of one."""
+    tmp = os.path.join(folder, STATE_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, os.path.join(folder, STATE_FILE))
+
+
 def save_state(trainer, folder, epoch, cpu_seconds, config_path=None, extra=None):
     """Write the compact state of ``trainer`` to ``folder`` (atomically per file); returns the record."""
     from ..weights import save_weights
@@ -67,10 +75,7 @@ def save_state(trainer, folder, epoch, cpu_seconds, config_path=None, extra=None
         record["discriminator"] = {"file": "discriminator.npz"}
     else:
         record["discriminator"] = None
-    tmp = os.path.join(folder, STATE_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, os.path.join(folder, STATE_FILE))
+    _write_record(folder, record)
     return record
 
 
@@ -141,8 +146,7 @@ def state_from_checkpoint(checkpoint_dir, folder, which="latest", dtype="float16
         "generator": {"file": "generator.npz", "fingerprint": fingerprint_arrays(arrays)},
         "discriminator": None,
     }
-    with open(os.path.join(folder, STATE_FILE), "w") as f:
-        json.dump(record, f, indent=1)
+    _write_record(folder, record)
     return record
 
 
@@ -161,9 +165,6 @@ def point_at_shipped(folder):
     if _shipped_fingerprint(record.get("preset")) != gen["fingerprint"]:
         return False
     record["generator"] = {"shipped": record["preset"], "fingerprint": gen["fingerprint"]}
-    tmp = os.path.join(folder, STATE_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, os.path.join(folder, STATE_FILE))
+    _write_record(folder, record)
     os.remove(os.path.join(folder, gen["file"]))
     return True

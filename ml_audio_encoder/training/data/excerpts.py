@@ -231,7 +231,6 @@ class ExcerptSampler:
                 w = w * fb
             elif self.full_band_weight > 0:
                 w = w * np.where(fb, self.full_band_weight, 1.0)
-        w = np.array([0.0 if it.path in self._dead else wi for it, wi in zip(items, w)])
         s = w.sum()
         return w / s if s > 0 else np.full(len(items), 1.0 / len(items))
 
