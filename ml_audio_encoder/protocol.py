@@ -42,7 +42,9 @@ class Codec(Protocol):
 
     ``fingerprint()`` is the SHA-256 of the Keras weights (``.mlae`` files carry it, and decoding with other weights
     is refused); ``receptive_field`` is the context in samples each side of a position that chunked coding must give
-    so that chunks equal a whole-file pass. Any object with these members works (structural typing).
+    so that chunks equal a whole-file pass; an optional ``frame_period`` (frames; 1 when absent) is where chunks of
+    a decoder whose output depends on the frame index modulo it must start. Any object with these members works
+    (structural typing).
     """
 
     preset: str

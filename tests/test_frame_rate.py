@@ -27,6 +27,14 @@ def tiny_fast():
     return MLAudioEncoder(**TINY_FAST)
 
 
+@pytest.fixture(scope="module")
+def tiny_rotation():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return MLAudioEncoder(**{**TINY_FAST, "phase_rotation": True})
+
+
 def _np(x):
     import keras
 
@@ -97,17 +105,48 @@ def test_chunked_and_whole_file_codes_and_audio_agree_away_from_edges(tiny_fast)
     assert np.abs(short[:, (ctx - 1) * hop: -(ctx - 1) * hop] - audio[:, lo * hop: hi * hop]).max() > 1e-6
 
 
-def test_compress_decompress_round_trip_is_seamless(tmp_path, tiny_fast):
+@pytest.mark.parametrize("rotation", [False, True], ids=["plain", "phase_rotation"])
+def test_compress_decompress_round_trip_is_seamless(tmp_path, tiny_fast, tiny_rotation, rotation):
     from ml_audio_encoder.runtime.compress import compress, decompress
 
+    model = tiny_rotation if rotation else tiny_fast
     t = np.arange(16000 * 3) / 16000
     x = (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32")
-    whole = compress(tiny_fast, x, sample_rate=16000, n_quantizers=4, win_duration=10.0)
-    chunked = compress(tiny_fast, x, sample_rate=16000, n_quantizers=4, win_duration=0.5)
+    whole = compress(model, x, sample_rate=16000, n_quantizers=4, win_duration=10.0)
+    chunked = compress(model, x, sample_rate=16000, n_quantizers=4, win_duration=0.5)
+    assert chunked.chunk_length % model.frame_period == 0
     np.testing.assert_array_equal(whole.codes, chunked.codes)
-    a, b = decompress(tiny_fast, whole), decompress(tiny_fast, chunked)  # each decodes in its file's windows
+    a, b = decompress(model, whole), decompress(model, chunked)  # each decodes in its file's windows
     assert a.shape == (1, len(x))
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_phase_rotation_lets_steady_frames_make_a_steady_tone():
+    """Frames that are all alike (what a translation-equivariant backbone makes of steady input): read as each
+    frame's own phase they give a signal periodic in the hop (a comb at multiples of the frame rate); read as phase
+    at a fixed origin (``phase_rotation``) they give a tone at the bin's frequency."""
+    import keras
+
+    from ml_audio_encoder.nn.heads import ISTFTHead
+
+    n_fft, hop, k0, frames = 160, 40, 7, 64
+    spectra = {}
+    for rotation in (False, True):
+        head = ISTFTHead(n_fft, hop, phase_rotation=rotation)
+        head.build((1, frames, 1))
+        bias = np.full(n_fft + 2, -20.0, "float32")
+        bias[k0] = 0.0  # log-magnitude: one bin; phase: 0
+        bias[n_fft // 2 + 1:] = 0.0
+        head.out.set_weights([np.zeros((1, n_fft + 2), "float32"), bias])
+        assert head.frame_period == (4 if rotation else 1)
+        y = np.asarray(keras.ops.convert_to_numpy(head(np.ones((1, frames, 1), "float32"))))[0, :, 0]
+        spectra[rotation] = np.abs(np.fft.rfft(y[n_fft: -n_fft]))
+    freqs = np.fft.rfftfreq(frames * hop - 2 * n_fft, 1 / 16000)
+    tone = k0 * 16000 / n_fft  # 700 Hz
+    assert abs(freqs[np.argmax(spectra[True])] - tone) < 20
+    frame_rate = 16000 / hop  # 400 Hz: the plain head can only make its multiples
+    peak = freqs[np.argmax(spectra[False])]
+    assert abs(peak / frame_rate - round(peak / frame_rate)) < 0.05 and abs(peak - tone) > 50
 
 
 def test_keras_file_round_trip(tmp_path, tiny_fast):
@@ -121,7 +160,9 @@ def test_keras_file_round_trip(tmp_path, tiny_fast):
     np.testing.assert_allclose(_np(loaded(x)["audio"]), _np(tiny_fast(x)["audio"]), atol=1e-6)
 
 
-def test_tensorflow_and_jax_give_the_same_output(tmp_path, tiny_fast):
+@pytest.mark.parametrize("rotation", [False, True], ids=["plain", "phase_rotation"])
+def test_tensorflow_and_jax_give_the_same_output(tmp_path, tiny_fast, tiny_rotation, rotation):
+    tiny_fast = tiny_rotation if rotation else tiny_fast
     x = np.random.default_rng(3).standard_normal((1, 1600, 1)).astype("float32") * 0.3
     np.save(tmp_path / "x.npy", x)
     tiny_fast.save(str(tmp_path / "m.keras"))
@@ -147,8 +188,10 @@ def test_tensorflow_and_jax_give_the_same_output(tmp_path, tiny_fast):
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), _np(tiny_fast.decode_codes(codes)), atol=1e-4)
 
 
-def test_litert_export_gives_the_keras_codes_and_audio(tmp_path, tiny_fast):
+@pytest.mark.parametrize("rotation", [False, True], ids=["plain", "phase_rotation"])
+def test_litert_export_gives_the_keras_codes_and_audio(tmp_path, tiny_fast, tiny_rotation, rotation):
     pytest.importorskip("tensorflow")
+    tiny_fast = tiny_rotation if rotation else tiny_fast
     from ml_audio_encoder.runtime import lite
     from ml_audio_encoder.runtime.export import export_lite
 
@@ -156,7 +199,7 @@ def test_litert_export_gives_the_keras_codes_and_audio(tmp_path, tiny_fast):
         pytest.skip("ai-edge-litert not installed")
     export_lite(tiny_fast, str(tmp_path / "codec"), float16=False)  # builtins only: the iSTFT is matmuls
     codec = lite.LiteCodec.load(str(tmp_path / "codec"))
-    assert codec.context_frames == tiny_fast.context_frames
+    assert codec.context_frames == tiny_fast.context_frames and codec.frame_period == tiny_fast.frame_period
     x = np.random.default_rng(4).standard_normal((1, 120 * 40, 1)).astype("float32") * 0.2
     keras_codes = _np(tiny_fast.encode_codes(x, n_quantizers=3))
     lite_codes = codec.encode_codes(x, n_quantizers=3)

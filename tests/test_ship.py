@@ -176,7 +176,8 @@ def test_the_shipped_folders_are_consistent(preset):
     from ml_audio_encoder.runtime.entropy import Priors
 
     priors = Priors.load(presets.pretrained_file(preset, meta["priors"]))
-    assert priors.fingerprint == meta["fingerprint"] and priors.size_bytes < 1 << 20
+    # fitted on the whole training pack (101 min): a few MiB, well under the weights
+    assert priors.fingerprint == meta["fingerprint"] and priors.size_bytes < 4 << 20
 
 
 def test_the_default_model_ships():

@@ -2,7 +2,7 @@
 """Ship a run's checkpoint as a preset's pretrained weights inside the package.
 
     python train/ship.py train/runs/small_24khz [--which best|latest] [--preset small_24khz] [--float32] [--no-lite]
-                         [--no-priors] [--priors-manifest data/pack/pack_manifest.csv] [--priors-seconds 20]
+                         [--no-priors] [--priors-manifest data/pack/pack_manifest.csv] [--priors-seconds S]
                          [--state train/state/small_24khz]
 
 Writes the folder ``ml_audio_encoder/pretrained/PRESET/`` (replacing the previous one only once the new one is
@@ -201,7 +201,7 @@ def main(argv=None):
     p.add_argument("--priors-manifest", default=None,
                    help="manifest whose training split the priors are fitted on (default data/pack/pack_manifest.csv)")
     p.add_argument("--priors-seconds", type=float, default=None,
-                   help="seconds of audio per source for the priors (default 20: ~11 min over the pack)")
+                   help="seconds of audio per source for the priors (default: all of the training split)")
     p.add_argument("--state", metavar="DIR", action="append", default=[],
                    help="a compact training state (train/state/<run>) of the shipped weights: its generator.npz "
                         "becomes a pointer to the shipped folder (repeatable)")

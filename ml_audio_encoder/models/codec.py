@@ -67,6 +67,7 @@ class MLAudioEncoder(keras.Model):
         encoder_blocks=8,
         decoder_blocks=8,
         n_fft=None,
+        phase_rotation=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -96,6 +97,9 @@ class MLAudioEncoder(keras.Model):
         self.encoder_blocks, self.decoder_blocks = int(encoder_blocks), int(decoder_blocks)
         self.hop_length = math.prod(encoder_rates)
         self.n_fft = int(n_fft) if n_fft else 4 * self.hop_length
+        self.phase_rotation = bool(phase_rotation)
+        if self.phase_rotation and self.decoder_type != "istft":
+            raise ValueError("phase_rotation applies to the iSTFT decoder (decoder_type='istft')")
 
         if self.encoder_type == "conv":
             self.encoder = Encoder(self.encoder_dim, encoder_rates, self.latent_dim, name="encoder")
@@ -110,7 +114,7 @@ class MLAudioEncoder(keras.Model):
             self.decoder = Decoder(self.decoder_dim, decoder_rates, 1, name="decoder")
         else:
             self.decoder = ISTFTDecoder(self.hop_length, self.n_fft, self.convnext_dim, self.decoder_blocks,
-                                        name="decoder")
+                                        self.phase_rotation, name="decoder")
         self.build((None, None, 1))
 
     # -- construction -----------------------------------------------------------------------------------------
@@ -170,6 +174,12 @@ class MLAudioEncoder(keras.Model):
         else:
             dec = self.decoder.context_frames
         return max(enc, dec, 0)
+
+    @property
+    def frame_period(self):
+        """Decoding in pieces must start pieces on multiples of this many frames (the iSTFT head's phase rotation;
+        1 for every other model)."""
+        return getattr(self.decoder, "frame_period", 1)
 
     @property
     def delay(self):
@@ -289,4 +299,5 @@ class MLAudioEncoder(keras.Model):
             "encoder_blocks": self.encoder_blocks,
             "decoder_blocks": self.decoder_blocks,
             "n_fft": self.n_fft,
+            "phase_rotation": self.phase_rotation,
         }

@@ -49,12 +49,12 @@ class ISTFTDecoder(keras.layers.Layer):
     """Latent ``(B, F, d)`` -> waveform ``(B, F · hop, 1)`` (not bounded: no tanh, whose flat ends stall the
     magnitude's gradient; compress clips on output)."""
 
-    def __init__(self, hop_length=320, n_fft=1280, dim=384, n_blocks=8, **kwargs):
+    def __init__(self, hop_length=320, n_fft=1280, dim=384, n_blocks=8, phase_rotation=False, **kwargs):
         super().__init__(**kwargs)
         self.hop_length, self.n_fft = int(hop_length), int(n_fft)
         self.dim, self.n_blocks = int(dim), int(n_blocks)
         self.backbone = ConvNeXtBackbone(self.dim, self.n_blocks, embed_kernel=7, name="backbone")
-        self.head = ISTFTHead(self.n_fft, self.hop_length, name="head")
+        self.head = ISTFTHead(self.n_fft, self.hop_length, phase_rotation, name="head")
 
     def build(self, input_shape):
         self.backbone.build(input_shape)
@@ -67,6 +67,10 @@ class ISTFTDecoder(keras.layers.Layer):
     def context_frames(self):
         return self.backbone.context_frames + self.head.context_frames
 
+    @property
+    def frame_period(self):
+        return self.head.frame_period
+
     def get_config(self):
         return {**super().get_config(), "hop_length": self.hop_length, "n_fft": self.n_fft, "dim": self.dim,
-                "n_blocks": self.n_blocks}
+                "n_blocks": self.n_blocks, "phase_rotation": self.head.phase_rotation}

@@ -7,7 +7,10 @@ Both use the matmul DFT of :mod:`.spectral` with "same" framing, so ``F · hop``
 
 from __future__ import annotations
 
+import math
+
 import keras
+import numpy as np
 from keras import ops
 
 from .layers import register
@@ -55,11 +58,20 @@ class ISTFTHead(keras.layers.Layer):
 
     The magnitude is capped at ``exp(m) <= 100`` as in Vocos, which keeps an early, untrained layer from producing
     huge samples. Predicting the phase angle directly (through cos and sin) leaves it free to wrap.
+
+    ``phase_rotation``: the predicted phase is read as the phase *at a fixed time origin* and turned into each frame's
+    own (what the inverse DFT of a frame needs) by adding ``2π · k · hop · t / n_fft`` for bin ``k`` of frame ``t``.
+    The backbone is translation-equivariant: fed steady input, it predicts the same numbers for every frame, and a
+    frame-relative phase that never advances makes a signal periodic in the hop, i.e. a comb at multiples of the
+    frame rate (75 Hz), whatever the magnitudes say; read as fixed-origin phase, the same output is a steady tone at
+    each bin's frequency. The rotation repeats every :attr:`frame_period` frames (``n_fft / gcd(n_fft, hop)``, 4 for
+    hop = n_fft / 4), so decoding in pieces must start pieces on multiples of it (``runtime/compress.py`` does).
     """
 
-    def __init__(self, n_fft=1280, hop_length=320, **kwargs):
+    def __init__(self, n_fft=1280, hop_length=320, phase_rotation=False, **kwargs):
         super().__init__(**kwargs)
         self.n_fft, self.hop_length = int(n_fft), int(hop_length)
+        self.phase_rotation = bool(phase_rotation)
         self.out = keras.layers.Dense(self.n_fft + 2, name="out")
 
     def build(self, input_shape):
@@ -70,8 +82,29 @@ class ISTFTHead(keras.layers.Layer):
         h = self.out(x)
         log_mag, phase = h[..., :n_bins], h[..., n_bins:]
         mag = ops.exp(ops.minimum(log_mag, 4.605170185988091))  # log(100)
-        y = irfft_frames(mag * ops.cos(phase), mag * ops.sin(phase), self.hop_length)
+        real, imag = mag * ops.cos(phase), mag * ops.sin(phase)
+        if self.phase_rotation:
+            real, imag = self._rotate(real, imag)
+        y = irfft_frames(real, imag, self.hop_length)
         return y[..., None]
+
+    @property
+    def frame_period(self):
+        """Frames after which the phase rotation repeats (1 without it)."""
+        return self.n_fft // math.gcd(self.n_fft, self.hop_length) if self.phase_rotation else 1
+
+    def _rotate(self, real, imag):
+        """``(real + i·imag) · e^{i 2π k hop t / n_fft}``: a constant (period, bins) table tiled over the frames,
+        exact (the angles are multiples of 2π / period; for period 4 the factors are 0 and ±1)."""
+        period, n_bins = self.frame_period, self.n_fft // 2 + 1
+        turns = (np.arange(period)[:, None] * np.arange(n_bins)[None, :] * self.hop_length) % self.n_fft
+        angle = 2 * np.pi * turns / self.n_fft
+        cos, sin = np.round(np.cos(angle), 12).astype("float32"), np.round(np.sin(angle), 12).astype("float32")
+        frames = ops.shape(real)[1]
+        reps = (frames + period - 1) // period
+        cos = ops.tile(ops.convert_to_tensor(cos), [reps, 1])[:frames]
+        sin = ops.tile(ops.convert_to_tensor(sin), [reps, 1])[:frames]
+        return real * cos - imag * sin, real * sin + imag * cos
 
     @property
     def context_frames(self):
@@ -79,4 +112,5 @@ class ISTFTHead(keras.layers.Layer):
         return -(-(self.n_fft + self.hop_length) // 2 // self.hop_length) - 1 if self.n_fft > self.hop_length else 0
 
     def get_config(self):
-        return {**super().get_config(), "n_fft": self.n_fft, "hop_length": self.hop_length}
+        return {**super().get_config(), "n_fft": self.n_fft, "hop_length": self.hop_length,
+                "phase_rotation": self.phase_rotation}

@@ -34,7 +34,9 @@ ID_BYTES = 16  # prior id in a version 2 header: the first 16 bytes of the prior
 
 MAGIC = b"MLAE"
 FORMAT_VERSION = 2  # the newest version this module reads; it writes 1 (bit-packed) or 2 (entropy-coded)
-ENTROPY_KINDS = ("none", "static", "context")  # payload kind 0, 1, 2
+ENTROPY_KINDS = ("none", "static", "context")  # the payload kinds a writer offers
+PAYLOAD_KINDS = {"none": 0, "static": 1, "context": 3}  # their numbers in a version 2 header
+RETIRED_KINDS = {2: "context coding with whole-codebook rows (development builds before 2026-11-29)"}
 
 # magic, version | sample_rate, channels, original_length | model_sample_rate, hop_length, codebook_size,
 # n_quantizers, chunk_length, n_frames | input_loudness_db, applied_gain_db | fingerprint length, preset length.
@@ -331,7 +333,7 @@ def to_bytes(f: MLAEFile, entropy: str | None = None, priors: Any = None) -> byt
         warnings.warn(f"entropy coding refused ({exc}); writing bit-packed codes", stacklevel=2)
         return to_bytes(f, "none")
     prior_id = bytes.fromhex(priors.id)
-    header = _FIXED.pack(MAGIC, 2, *fixed) + _V2.pack(ENTROPY_KINDS.index(kind), len(prior_id), lane_frames,
+    header = _FIXED.pack(MAGIC, 2, *fixed) + _V2.pack(PAYLOAD_KINDS[kind], len(prior_id), lane_frames,
                                                        block_lanes, len(payload))
     body = header + fingerprint + preset + prior_id + payload
     return body + _CRC.pack(zlib.crc32(body))
@@ -422,7 +424,11 @@ def from_bytes(data: bytes, name: str = "<bytes>", priors: Any = None) -> MLAEFi
     shape = (channels, n_quantizers, n_frames)
     check_header(MLAEFile(codes=np.broadcast_to(np.int32(0), shape), **fields), name)  # the shape only, no memory
     payload = data[offset : expected - _CRC.size]
-    if kind >= len(ENTROPY_KINDS) or id_len != (0 if kind == 0 else ID_BYTES) or (kind == 0) != (block_lanes == 0) \
+    if kind in RETIRED_KINDS:
+        raise CodecFileError(f"{name}: payload kind {kind} ({RETIRED_KINDS[kind]}) is no longer read; compress the "
+                             "audio again")
+    names = {number: n for n, number in PAYLOAD_KINDS.items()}
+    if kind not in names or id_len != (0 if kind == 0 else ID_BYTES) or (kind == 0) != (block_lanes == 0) \
             or (kind == 0) != (lane_frames == 0) or (kind == 0 and payload_len != packed) \
             or (kind and fingerprint_len != 32):
         raise CodecFileError(f"{name}: invalid .mlae header (payload kind {kind} with prior id of {id_len} bytes, "
@@ -440,8 +446,8 @@ def from_bytes(data: bytes, name: str = "<bytes>", priors: Any = None) -> MLAEFi
         raise CodecFileError(f"{name}: entropy-coded with priors {prior_id[:12]} (weights {fingerprint[:12]} of "
                              f"{preset}), which this installation does not have")
     entropy.check_priors(found, fingerprint, codebook_size, n_quantizers, name)
-    codes = coder.decode(payload, shape, found, ENTROPY_KINDS[kind], lane_frames, block_lanes, name)
-    return MLAEFile(codes=codes, entropy=ENTROPY_KINDS[kind], priors=found, payload_bytes=len(payload), **fields)
+    codes = coder.decode(payload, shape, found, names[kind], lane_frames, block_lanes, name)
+    return MLAEFile(codes=codes, entropy=names[kind], priors=found, payload_bytes=len(payload), **fields)
 
 
 def write(path_or_fileobj: str | os.PathLike | BinaryIO, f: MLAEFile, entropy: str | None = None) -> None:
@@ -473,6 +479,7 @@ def read(path_or_fileobj: str | os.PathLike | BinaryIO, priors: Any = None) -> M
 
 
 __all__ = [
-    "ENTROPY_KINDS", "MAGIC", "FORMAT_VERSION", "MAX_GAIN_DB", "MAX_LOUDNESS_DB", "MLAEFile", "bits_per_code",
-    "check_header", "expected_frames", "pack_codes", "unpack_codes", "to_bytes", "from_bytes", "write", "read",
+    "ENTROPY_KINDS", "PAYLOAD_KINDS", "MAGIC", "FORMAT_VERSION", "MAX_GAIN_DB", "MAX_LOUDNESS_DB", "MLAEFile",
+    "bits_per_code", "check_header", "expected_frames", "pack_codes", "unpack_codes", "to_bytes", "from_bytes",
+    "write", "read",
 ]

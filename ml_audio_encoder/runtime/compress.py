@@ -41,16 +41,28 @@ def default_win_duration(model: Codec) -> float:
     return float(getattr(model, "default_win_duration", DEFAULT_WIN_DURATION))
 
 
+def frame_period(model: Codec) -> int:
+    """Windows must start on multiples of this many frames (a model's ``frame_period``, e.g. an iSTFT head's phase
+    rotation; 1 when the model has none)."""
+    return max(1, int(getattr(model, "frame_period", 1)))
+
+
+def _round_up(n: int, period: int) -> int:
+    return -(-n // period) * period
+
+
 def context_frames(model: Codec) -> int:
-    """Frames of context ``C`` each side of a window: enough to cover the receptive field, plus one for rounding."""
-    return math.ceil(model.receptive_field / model.hop_length) + 1
+    """Frames of context ``C`` each side of a window: enough to cover the receptive field, plus one for rounding
+    (then up to a multiple of :func:`frame_period`, so that window starts ``W·i − C`` stay on it)."""
+    return _round_up(math.ceil(model.receptive_field / model.hop_length) + 1, frame_period(model))
 
 
 def window_frames(model: Codec, win_duration: float) -> int:
-    """Frames ``W`` per window for ``win_duration`` seconds at the model's rate (at least one)."""
+    """Frames ``W`` per window for ``win_duration`` seconds at the model's rate (at least one; a multiple of
+    :func:`frame_period`)."""
     if not win_duration or win_duration <= 0:
         raise ValueError(f"win_duration must be positive, got {win_duration}")
-    return max(1, math.ceil(win_duration * model.sample_rate / model.hop_length))
+    return _round_up(max(1, math.ceil(win_duration * model.sample_rate / model.hop_length)), frame_period(model))
 
 
 def _frame_windows(n_frames: int, window: int, context: int) -> Iterator[tuple[int, int, int, int]]:
@@ -323,6 +335,8 @@ def decompress(
     # own window bounds memory even for a file written with long chunks.
     window = f.chunk_length if f.chunk_length > 0 else max(1, f.n_frames)
     window = min(window, window_frames(model, default_win_duration(model)))
+    period = frame_period(model)
+    window = max(period, window // period * period)
     context = context_frames(model)
     inverse_gain = np.float32(10 ** (-f.applied_gain_db / 20))
 

@@ -126,6 +126,10 @@ class LiteCodec:
         return int(self.metadata["context_frames"])
 
     @property
+    def frame_period(self) -> int:
+        return int(self.metadata.get("frame_period", 1))
+
+    @property
     def receptive_field(self) -> int:
         return self.context_frames * self.hop_length
 

@@ -104,7 +104,7 @@ def make_data(config, generator):
         steps_per_epoch=tc.get("steps_per_epoch", 500), seed=tc.get("seed", 0),
         split=dc.get("train_split", "train"), domains=dc.get("domains"), preload=dc.get("preload", True),
         workers=dc.get("workers", 2), max_queue_size=dc.get("max_queue_size", 16),
-        full_band_weight=dc.get("full_band_weight", 1.0), progress=True,
+        full_band_weight=dc.get("full_band_weight", 1.0), progress=True, silence=dc.get("silence", 0.0),
     )
     val = D.build_validation_set(
         dc.get("val_source", dc["source"]), generator.sample_rate, excerpt_samples=dc.get("val_excerpt", excerpt * 4),

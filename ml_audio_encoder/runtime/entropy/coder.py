@@ -9,12 +9,14 @@ block the codes go in this order:
 * ``context``: by anti-diagonal ``d = u + q`` (``u`` the frame within its lane, ``q`` the level), then lane, then
   channel, then level. A code's contexts (the previous frame at its level, none at a lane's first frame; the coarser
   level at its frame) lie on an earlier diagonal, so the decoder decodes a whole diagonal of every lane at once
-  (up to ``block_lanes · channels · levels`` codes per call): ``lane_frames + levels - 1`` calls per block.
+  (up to ``block_lanes · channels · levels`` codes per step, in batches of at most :data:`_BATCH`):
+  ``lane_frames + levels - 1`` steps per block. Within a batch, the blocks ``c // B`` of its codes go first, then
+  their places ``c % B`` (:mod:`.priors`: two short rows per code instead of one ``K``-wide row).
 
 Blocks are independent, so they cost only their length word and the coder's final flush, and a lane start costs
-the previous-frame context of one frame. Memory is one block of codes and one batch of ``K``-wide rows, whatever the
-file's length. Decoding reads exactly the announced number of codes (so it always ends) and checks that each
-block's words were used up; every failure is a :class:`~ml_audio_encoder.errors.CodecFileError`.
+the previous-frame context of one frame. Memory is one block of codes and a few batches of ``B``-wide rows,
+whatever the file's length. Decoding reads exactly the announced number of codes (so it always ends) and checks
+that each block's words were used up; every failure is a :class:`~ml_audio_encoder.errors.CodecFileError`.
 """
 
 from __future__ import annotations
@@ -22,17 +24,21 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
 from ...errors import CodecFileError
 from .priors import Priors
 
-LANE_SECONDS = 0.5  # a writer's lane length: one frame in 38 (at 75 frames/s) loses its previous-frame context
-BLOCK_SECONDS = 5.0  # a writer's block length: a length word and a flush per 5 s
+LANE_SECONDS = 1 / 6  # a writer's lane length: one frame in 13 (at 75 frames/s) loses its previous-frame context
+# a writer's block length: a length word and a flush per 30 s. The decoder steps through all lanes of a block together,
+# so longer blocks mean fewer, larger steps (its cost is mostly per step); memory stays a block's codes (~100 KB).
+BLOCK_SECONDS = 30.0
 CODES_PER_WORD = 256  # a block of n words holds at most 256 · (n + 1) codes: each costs >= log2(12/11) > 1/8 bit
 _WORD = struct.Struct("<I")
-_BATCH = 1024  # encoder rows per batch (1024 x K float64 = 8 MB at K = 1024)
+_BATCH = 1024  # codes coded together: at most this many of a diagonal
+_ROWS = 8192  # codes whose probability rows the encoder makes at once (2 x 8192 x 32 float64 = 4 MB at K = 1024)
 
 
 class EntropyBoundError(ValueError):
@@ -65,23 +71,50 @@ def _blocks(n_frames: int, lane_frames: int, block_lanes: int) -> Iterator[tuple
         yield start, min(step, n_frames - start)
 
 
-def diagonal_order(channels: int, levels: int, frames: int, lane_frames: int):
-    """``(channel, level, frame, prev_ok, bounds)`` of a block's codes in context-coding order (``frame`` within the
-    block; ``prev_ok``: the code has a previous frame in its lane); diagonal ``d`` is ``[bounds[d], bounds[d+1])``."""
+class Order(NamedTuple):
+    """A block's codes in context-coding order, as flat indices into the block ``(channels, levels, frames)``
+    followed by one slot that holds ``K`` (the "no context" code): where each code goes, where its ``prev`` and
+    ``coarse`` contexts are (that slot when absent), its level; diagonal ``d`` is ``[bounds[d], bounds[d+1])``."""
+
+    at: np.ndarray
+    prev_at: np.ndarray
+    coarse_at: np.ndarray
+    levels: np.ndarray
+    bounds: np.ndarray
+
+
+def diagonal_order(channels: int, levels: int, frames: int, lane_frames: int) -> Order:
+    """The :class:`Order` of a block of ``frames`` frames (see the module docstring)."""
     c, q, t = (a.reshape(-1) for a in np.meshgrid(np.arange(channels), np.arange(levels), np.arange(frames),
                                                   indexing="ij"))
     lane, u = t // lane_frames, t % lane_frames
     order = np.lexsort((q, c, lane, u + q))
     c, q, t, u = c[order], q[order], t[order], u[order]
+    at = (c * levels + q) * frames + t
+    none = channels * levels * frames
     bounds = np.searchsorted(u + q, np.arange(min(lane_frames, frames) + levels), side="left")
-    return c, q, t, u > 0, bounds
+    return Order(at, np.where(u > 0, at - 1, none), np.where(q > 0, at - frames, none), q, bounds)
 
 
-def _contexts(buf: np.ndarray, c: np.ndarray, q: np.ndarray, t: np.ndarray, prev_ok: np.ndarray, k: int):
-    """(levels, prev, coarse) of codes at (c, q, t) of the block ``buf`` ``(channels, levels, frames)``."""
-    prev = np.where(prev_ok, buf[c, q, t - 1], k)
-    coarse = np.where(q > 0, buf[c, np.maximum(q - 1, 0), t], k)
-    return q, prev, coarse
+def _batches(bounds: np.ndarray) -> Iterator[tuple[int, int]]:
+    """``[lo, hi)`` spans of context-ordered codes coded together: each diagonal, in pieces of at most
+    :data:`_BATCH` (a diagonal's codes do not depend on each other; the next diagonal's contexts lie on it)."""
+    for d in range(bounds.size - 1):
+        for lo in range(int(bounds[d]), int(bounds[d + 1]), _BATCH):
+            yield lo, min(lo + _BATCH, int(bounds[d + 1]))
+
+
+def _spans(bounds: np.ndarray, most: int) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
+    """``(a, z, batches)``: runs ``[a, z)`` of whole :func:`_batches` holding at most ``most`` codes (or a single
+    batch), with those batches."""
+    batches: list[tuple[int, int]] = []
+    for lo, hi in _batches(bounds):
+        if batches and hi - batches[0][0] > most:
+            yield batches[0][0], batches[-1][1], batches
+            batches = []
+        batches.append((lo, hi))
+    if batches:
+        yield batches[0][0], batches[-1][1], batches
 
 
 def _static_models(priors: Priors, levels: int):
@@ -108,12 +141,16 @@ def encode(codes: np.ndarray, priors: Priors, kind: str, lane_frames: int, block
             for level in range(levels):
                 encoder.encode(block[:, level, :].reshape(-1).astype(np.int32), statics[level])
         else:
-            c, q, t, prev_ok, _ = diagonal_order(channels, levels, n, lane_frames)
-            lv, prev, coarse = _contexts(block, c, q, t, prev_ok, k)
-            symbols = block[c, q, t].astype(np.int32)
-            for s in range(0, symbols.size, _BATCH):
-                w = priors.weights(lv[s : s + _BATCH], prev[s : s + _BATCH], coarse[s : s + _BATCH])
-                encoder.encode(symbols[s : s + _BATCH], model, w)
+            order = diagonal_order(channels, levels, n, lane_frames)
+            flat = np.append(block.reshape(-1), k)
+            # the encoder knows every context: rows for up to _ROWS codes at once, coded in the decoder's batches
+            for a, z, batches in _spans(order.bounds, _ROWS):
+                chain = priors.chain(order.levels[a:z], flat[order.prev_at[a:z]], flat[order.coarse_at[a:z]])
+                first, rest = np.divmod(flat[order.at[a:z]].astype(np.int32), priors.block)
+                w_first, w_rest = priors.hi_weights(chain), priors.lo_weights(chain, first)
+                for lo, hi in batches:
+                    encoder.encode(first[lo - a : hi - a], model, w_first[lo - a : hi - a])
+                    encoder.encode(rest[lo - a : hi - a], model, w_rest[lo - a : hi - a])
         words = np.asarray(encoder.get_compressed(), np.uint32)
         if block.size > max_codes(words.size):
             raise EntropyBoundError(f"a block of {block.size} codes coded into {words.size} words")
@@ -171,15 +208,21 @@ def decode(payload: bytes, shape: tuple[int, int, int], priors: Priors, kind: st
             else:
                 if n not in orders:
                     orders[n] = diagonal_order(channels, levels, n, lane_frames)
-                c, q, t, prev_ok, bounds = orders[n]
-                buf = np.zeros((channels, levels, n), np.int64)
-                for d in range(bounds.size - 1):
-                    for lo in range(bounds[d], bounds[d + 1], _BATCH):  # a diagonal's codes do not depend on each other
-                        hi = min(lo + _BATCH, bounds[d + 1])
-                        lv, prev, coarse = _contexts(buf, c[lo:hi], q[lo:hi], t[lo:hi], prev_ok[lo:hi], k)
-                        buf[c[lo:hi], q[lo:hi], t[lo:hi]] = decoder.decode(model, priors.weights(lv, prev, coarse))
-                codes[:, :, start : start + n] = buf
+                order = orders[n]
+                flat = np.full(channels * levels * n + 1, k, np.int64)
+                for lo, hi in _batches(order.bounds):
+                    chain = priors.chain(order.levels[lo:hi], flat[order.prev_at[lo:hi]],
+                                         flat[order.coarse_at[lo:hi]])
+                    first = decoder.decode(model, priors.hi_weights(chain)).astype(np.int64)
+                    rest = decoder.decode(model, priors.lo_weights(chain, first))
+                    flat[order.at[lo:hi]] = first * priors.block + rest
+                if int(flat[:-1].max(initial=0)) >= k:
+                    raise CodecFileError(f"{name}: corrupted .mlae file (code {int(flat[:-1].max())} of {k} in the "
+                                         f"block at frame {start})")
+                codes[:, :, start : start + n] = flat[:-1].reshape(channels, levels, n)
             exhausted = decoder.maybe_exhausted()
+        except CodecFileError:
+            raise
         except Exception as exc:  # whatever the coder raises on a crafted stream is a bad file, not a crash
             raise CodecFileError(f"{name}: corrupted .mlae file (entropy decoding failed: {exc})") from None
         if not exhausted:

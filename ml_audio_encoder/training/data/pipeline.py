@@ -45,7 +45,7 @@ class AudioDataset(keras.utils.PyDataset):
                  full_band_weight: float = 1.0, cache: AudioCache | bool = True, cache_dtype: str = "int16",
                  preload: bool = False, preload_workers: int | None = None, return_targets: bool = False,
                  max_tries: int = 16, workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10,
-                 progress: bool = False):
+                 progress: bool = False, silence: float = 0.0):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         items = require_items(items, split=split, domains=domains, what="audio items")
         if excerpt_samples is None:
@@ -64,7 +64,7 @@ class AudioDataset(keras.utils.PyDataset):
         self.sampler = ExcerptSampler(items, sample_rate, self.excerpt_samples, target_lufs=target_lufs,
                                       silence_lufs=silence_lufs, polarity_flip=polarity_flip, weighting=weighting,
                                       full_band_weight=full_band_weight, cache=cache, cache_dtype=cache_dtype,
-                                      max_tries=max_tries)
+                                      max_tries=max_tries, silence=silence)
         self.items = self.sampler.items
         self.domains = self.sampler.domains
         self.domain_weights = None
