@@ -115,20 +115,18 @@ def test_digital_silence_augmentation(folder):
     """``silence``: that share of excerpts gets a span of exact zeros, and a batch stays a function of its index."""
     plain = _ds(folder, polarity_flip=0.0)
     some = _ds(folder, polarity_flip=0.0, silence=0.5)
-    spans, changed = [], 0
+    spans, changed, rows = [], 0, 0
     for k in range(6):
-        a = plain.get_batch(k)
         b, info = some.get_batch(k, return_info=True)
-        for row_a, row_b, inf in zip(a[:, :, 0], b[:, :, 0], info):
+        for row, inf in zip(b[:, :, 0], info):
             lo, hi = inf["silent"]
-            assert np.all(row_b[lo:hi] == 0.0)
+            assert np.all(row[lo:hi] == 0.0)
+            rows += 1
             if hi > lo:
                 spans.append(hi - lo)
                 changed += 1
-            else:
-                assert inf["silent"] == (0, 0)
         assert np.array_equal(b, some.get_batch(k))  # still a function of the index
-    assert 0 < changed < 6 * len(a) and min(spans) < max(spans)
+    assert 0 < changed < rows and min(spans) < max(spans)
     # off (the default) draws nothing extra: the batches are the ones earlier runs saw
     assert np.array_equal(plain.get_batch(3), _ds(folder, polarity_flip=0.0, silence=0.0).get_batch(3))
 
