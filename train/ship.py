@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Ship a run's checkpoint as a preset's pretrained weights inside the package.
 
-    python train/ship.py train/runs/small_24khz [--which best|latest] [--preset small_24khz] [--float32] [--no-lite]
+    python train/ship.py train/runs/fast_24khz [--which best|latest] [--preset fast_24khz] [--float32] [--no-lite]
                          [--no-priors] [--priors-manifest data/pack/pack_manifest.csv] [--priors-seconds S]
-                         [--state train/state/small_24khz]
+                         [--state train/state/fast_24khz]
 
 Writes the folder ``ml_audio_encoder/pretrained/PRESET/`` (replacing the previous one only once the new one is
 complete), as data (see :mod:`ml_audio_encoder.models.presets`):
@@ -13,7 +13,7 @@ complete), as data (see :mod:`ml_audio_encoder.models.presets`):
   (:func:`ml_audio_encoder.runtime.export.export_lite`); skipped with ``--no-lite``, or with a warning when the
   model does not convert;
 * ``priors.npz``: the entropy priors of the shipped weights' codes (:mod:`ml_audio_encoder.runtime.entropy`), fitted
-  by ``train/fit_priors.py`` on part of the training split of ``--priors-manifest`` (the data pack's by default)
+  by ``train/fit_priors.py`` on the training split of ``--priors-manifest`` (the data pack's by default)
   with the model being shipped; skipped with ``--no-priors``, or with a warning when that manifest is missing
   (``mlae compress`` then writes bit-packed files until ``train/fit_priors.py --preset PRESET`` is run);
 * ``config.json``: the constructor config of the checkpoint's model (any preset, any set of config keys);
@@ -193,7 +193,7 @@ def ship(run_dir, preset="small_24khz", which="best", float16=True, out_dir=None
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
-    p.add_argument("--preset", default="small_24khz")
+    p.add_argument("--preset", default=presets.DEFAULT_PRESET)
     p.add_argument("--which", default="best", choices=["best", "latest"])
     p.add_argument("--float32", action="store_true", help="keep float32 weights (twice the size)")
     p.add_argument("--no-lite", action="store_true", help="ship the Keras weights only (no LiteRT export)")

@@ -121,8 +121,9 @@ def markdown_summary(result, summary: list[dict] | None = None, title: str | Non
     lines = [f"# {title or 'Benchmark'}: {cfg.kind}", ""]
     lines.append(
         f"Model `{mi.get('preset')}` ({mi.get('sample_rate')} Hz, hop {mi.get('hop_length')}, "
-        f"{mi.get('n_codebooks')}×{mi.get('codebook_size')} codebooks, {mi.get('params', 0):,} parameters, "
-        f"weights {mi.get('fingerprint') or '?'}). "
+        f"{mi.get('n_codebooks')}×{mi.get('codebook_size')} codebooks, "
+        + (f"{mi['params']:,} parameters, " if mi.get("params") else "")  # a LiteRT runtime does not count them
+        + f"weights {mi.get('fingerprint') or '?'}). "
         f"{result.n_files} files, {total_s / 60:.1f} min of audio"
         + (f" (each cropped to {cfg.seconds:g} s)" if cfg.seconds else "")
         + f"; skipped (undecodable): {len(result.skipped)}."

@@ -76,6 +76,7 @@ PRESETS = {
         encoder_blocks=8,
         decoder_blocks=8,
         n_fft=1280,
+        phase_rotation=False,  # measured against the control in issue 11 (README, "Phase rotation"): not kept
     ),
     "tiny_test": dict(
         sample_rate=16000,
