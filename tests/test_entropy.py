@@ -112,6 +112,12 @@ def test_damaged_priors_are_refused(priors):
         Priors(priors.meta, arrays)
     with pytest.raises(PriorsError, match="fingerprint"):
         Priors({**priors.meta, "fingerprint": "xyz"}, priors._arrays)
+    arrays = dict(priors._arrays)
+    span = (K + 1) ** 2
+    arrays["prev_keys"] = arrays["prev_keys"].copy()
+    arrays["prev_keys"][-1] = arrays["prev_keys"][-1] // span * span + span - 1  # a previous-frame "code" past K
+    with pytest.raises(PriorsError, match="prev"):
+        Priors(priors.meta, arrays)
 
 
 def test_weights_are_integers_capped_at_eleven_twelfths():

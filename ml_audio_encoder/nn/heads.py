@@ -73,6 +73,12 @@ class ISTFTHead(keras.layers.Layer):
         self.n_fft, self.hop_length = int(n_fft), int(hop_length)
         self.phase_rotation = bool(phase_rotation)
         self.out = keras.layers.Dense(self.n_fft + 2, name="out")
+        if self.phase_rotation:  # e^{i 2π k hop t / n_fft} for t in one period: exact (multiples of 2π / period)
+            t, k = np.arange(self.frame_period)[:, None], np.arange(self.n_fft // 2 + 1)
+            turns = (t * k * self.hop_length) % self.n_fft
+            angle = 2 * np.pi * turns / self.n_fft
+            self._cos = np.round(np.cos(angle), 12).astype("float32")
+            self._sin = np.round(np.sin(angle), 12).astype("float32")
 
     def build(self, input_shape):
         self.out.build(input_shape)
@@ -94,16 +100,12 @@ class ISTFTHead(keras.layers.Layer):
         return self.n_fft // math.gcd(self.n_fft, self.hop_length) if self.phase_rotation else 1
 
     def _rotate(self, real, imag):
-        """``(real + i·imag) · e^{i 2π k hop t / n_fft}``: a constant (period, bins) table tiled over the frames,
-        exact (the angles are multiples of 2π / period; for period 4 the factors are 0 and ±1)."""
-        period, n_bins = self.frame_period, self.n_fft // 2 + 1
-        turns = (np.arange(period)[:, None] * np.arange(n_bins)[None, :] * self.hop_length) % self.n_fft
-        angle = 2 * np.pi * turns / self.n_fft
-        cos, sin = np.round(np.cos(angle), 12).astype("float32"), np.round(np.sin(angle), 12).astype("float32")
+        """``(real + i·imag) · e^{i 2π k hop t / n_fft}``: the constant (period, bins) tables tiled over the frames
+        (for period 4 the factors are 0 and ±1)."""
         frames = ops.shape(real)[1]
-        reps = (frames + period - 1) // period
-        cos = ops.tile(ops.convert_to_tensor(cos), [reps, 1])[:frames]
-        sin = ops.tile(ops.convert_to_tensor(sin), [reps, 1])[:frames]
+        reps = (frames + self.frame_period - 1) // self.frame_period
+        cos = ops.tile(ops.convert_to_tensor(self._cos), [reps, 1])[:frames]
+        sin = ops.tile(ops.convert_to_tensor(self._sin), [reps, 1])[:frames]
         return real * cos - imag * sin, real * sin + imag * cos
 
     @property

@@ -34,8 +34,9 @@ ID_BYTES = 16  # prior id in a version 2 header: the first 16 bytes of the prior
 
 MAGIC = b"MLAE"
 FORMAT_VERSION = 2  # the newest version this module reads; it writes 1 (bit-packed) or 2 (entropy-coded)
-ENTROPY_KINDS = ("none", "static", "context")  # the payload kinds a writer offers
-PAYLOAD_KINDS = {"none": 0, "static": 1, "context": 3}  # their numbers in a version 2 header
+PAYLOAD_KINDS = {"none": 0, "static": 1, "context": 3}  # the payload kinds a writer offers, as numbered in a header
+ENTROPY_KINDS = tuple(PAYLOAD_KINDS)
+_KIND_NAMES = {number: name for name, number in PAYLOAD_KINDS.items()}
 RETIRED_KINDS = {2: "context coding with whole-codebook rows (development builds before 2026-11-29)"}
 
 # magic, version | sample_rate, channels, original_length | model_sample_rate, hop_length, codebook_size,
@@ -427,8 +428,7 @@ def from_bytes(data: bytes, name: str = "<bytes>", priors: Any = None) -> MLAEFi
     if kind in RETIRED_KINDS:
         raise CodecFileError(f"{name}: payload kind {kind} ({RETIRED_KINDS[kind]}) is no longer read; compress the "
                              "audio again")
-    names = {number: n for n, number in PAYLOAD_KINDS.items()}
-    if kind not in names or id_len != (0 if kind == 0 else ID_BYTES) or (kind == 0) != (block_lanes == 0) \
+    if kind not in _KIND_NAMES or id_len != (0 if kind == 0 else ID_BYTES) or (kind == 0) != (block_lanes == 0) \
             or (kind == 0) != (lane_frames == 0) or (kind == 0 and payload_len != packed) \
             or (kind and fingerprint_len != 32):
         raise CodecFileError(f"{name}: invalid .mlae header (payload kind {kind} with prior id of {id_len} bytes, "
@@ -446,8 +446,8 @@ def from_bytes(data: bytes, name: str = "<bytes>", priors: Any = None) -> MLAEFi
         raise CodecFileError(f"{name}: entropy-coded with priors {prior_id[:12]} (weights {fingerprint[:12]} of "
                              f"{preset}), which this installation does not have")
     entropy.check_priors(found, fingerprint, codebook_size, n_quantizers, name)
-    codes = coder.decode(payload, shape, found, names[kind], lane_frames, block_lanes, name)
-    return MLAEFile(codes=codes, entropy=names[kind], priors=found, payload_bytes=len(payload), **fields)
+    codes = coder.decode(payload, shape, found, _KIND_NAMES[kind], lane_frames, block_lanes, name)
+    return MLAEFile(codes=codes, entropy=_KIND_NAMES[kind], priors=found, payload_bytes=len(payload), **fields)
 
 
 def write(path_or_fileobj: str | os.PathLike | BinaryIO, f: MLAEFile, entropy: str | None = None) -> None:

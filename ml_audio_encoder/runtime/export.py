@@ -283,7 +283,7 @@ def export_lite(model: MLAudioEncoder, prefix: str | os.PathLike, float16: bool 
     _write_tflite(decode.get_concrete_function(), module, paths["decoder"], "decoder", float16)
     metadata = {**_metadata(model), "format": "ml_audio_encoder.lite", "float16": bool(float16),
                 "context_frames": int(model.context_frames), "receptive_field": int(model.receptive_field),
-                "frame_period": int(getattr(model, "frame_period", 1)),
+                "frame_period": int(model.frame_period),
                 "win_duration": _lite_window_seconds(model)}
     with open(paths["metadata"], "w") as f:
         json.dump(metadata, f, indent=2, sort_keys=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .priors import MAX_CODEBOOK, PRIORS_FORMAT, PRIORS_VERSION, Priors, context_arrays
+from .priors import MAX_CODEBOOK, PRIORS_FORMAT, PRIORS_VERSION, Priors, context_arrays, stage_keys
 
 BETA_GRID = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
 ALPHA = 0.5  # add-alpha smoothing of the static counts
@@ -37,11 +37,8 @@ class _Samples:
 
 
 def _stage_keys(name: str, s: _Samples, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mask of the symbols the stage models, their table keys) -- the keys as :meth:`Priors.stage_keys`."""
-    k1 = k + 1
-    mask = _LEVELS[dict(STAGE_PLAN)[name]](s.levels)
-    ctx = {"prev": s.prev, "coarse": s.coarse, "pair": s.prev * k1 + s.coarse}[name]
-    return mask, s.levels * (k1 * k1) + ctx
+    """(mask of the symbols the stage models, their table keys)."""
+    return _LEVELS[dict(STAGE_PLAN)[name]](s.levels), stage_keys(name, s.levels, s.prev, s.coarse, k)
 
 
 def _table(keys: np.ndarray, codes: np.ndarray, k: int, min_count: int = 1) -> dict[str, np.ndarray]:

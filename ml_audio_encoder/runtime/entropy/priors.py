@@ -109,13 +109,20 @@ def _exact_float(values: np.ndarray) -> type:
     return np.float32 if not values.size or float(values.max()) < 2.0**24 else np.float64
 
 
+def stage_keys(stage: str, levels: np.ndarray, prev: np.ndarray, coarse: np.ndarray, codebook_size: int) -> np.ndarray:
+    """The table keys of symbols at ``levels`` with previous-frame codes ``prev`` and coarser-level codes ``coarse``
+    (both ``K`` where absent) in stage ``stage``'s table: ``level · (K+1)² + context``."""
+    k1 = int(codebook_size) + 1
+    ctx = {"prev": prev, "coarse": coarse, "pair": prev * k1 + coarse}[stage]
+    return levels * (k1 * k1) + ctx
+
+
 class _Stage:
     """One sparse count table: rows keyed by ``level * M + context``, each a run of (code, count) entries."""
 
     def __init__(self, name: str, keys: np.ndarray, ptr: np.ndarray, codes: np.ndarray, counts: np.ndarray,
                  beta: np.ndarray):
         self.name = name
-        self._direct: np.ndarray | None = None
         self.keys, self.ptr = keys.astype(np.int64), ptr.astype(np.int64)
         # the coder reads the counts at random: the smallest type that holds them exactly (float32 up to 2^24;
         # a float32 times a float64 is the same float64 product)
@@ -124,11 +131,18 @@ class _Stage:
         cum = np.concatenate([[0], np.cumsum(counts.astype(np.int64))])
         self.totals = (cum[self.ptr[1:]] - cum[self.ptr[:-1]]).astype(np.float64)  # exact integers
 
-    def index_rows(self, m: int) -> None:
-        """Per row (its level is ``key // m``): ``denom = n(ctx) + beta`` and ``factor = beta / denom`` (made once)."""
-        beta = self.beta[np.minimum(self.keys // m, self.beta.size - 1)] if self.keys.size else np.zeros(0)
-        self.denom = self.totals + beta
-        self.factor = beta / self.denom
+    def index_rows(self, codebook_size: int) -> None:
+        """Made once: per row ``denom = n(ctx) + beta`` and ``factor = beta / denom``; for a stage whose context is
+        one code, a direct table from ``level · (K+1) + context`` to the row (-1 where none), ``levels · (K+1)``
+        entries, which :meth:`find` reads instead of searching the keys."""
+        k1 = int(codebook_size) + 1
+        level, ctx = np.divmod(self.keys, k1 * k1)  # keys are validated below levels · (K+1)²
+        self.denom = self.totals + self.beta[level]
+        self.factor = self.beta[level] / self.denom
+        self.direct = None
+        if self.name != "pair":
+            self.direct = np.full(self.beta.size * k1, -1, np.int32)
+            self.direct[level * k1 + ctx] = np.arange(self.keys.size)
 
     @property
     def n_entries(self) -> int:
@@ -142,15 +156,12 @@ class _Stage:
         sel = np.flatnonzero(self.keys[i] == keys)
         return sel, i[sel]
 
-    def lookup_small(self, index: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`lookup` of a stage whose keys are ``level · M + context`` with ``context < size``, by ``index`` =
-        ``level · size + context``, through a direct table (made once: ``levels · size`` entries)."""
-        if self._direct is None:
-            m = size * size if self.name != "pair" else 0
-            self._direct = np.full(int(self.beta.size) * size, -1, np.int32)
-            if m and self.keys.size:
-                self._direct[(self.keys // m) * size + self.keys % m] = np.arange(self.keys.size)
-        rows = self._direct[index]
+    def find(self, levels: np.ndarray, prev: np.ndarray, coarse: np.ndarray,
+             codebook_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`lookup` of symbols by their contexts (through the direct table where the stage has one)."""
+        if self.direct is None:
+            return self.lookup(stage_keys(self.name, levels, prev, coarse, codebook_size))
+        rows = self.direct[levels * (codebook_size + 1) + (prev if self.name == "prev" else coarse)]
         sel = np.flatnonzero(rows >= 0)
         return sel, rows[sel]
 
@@ -202,7 +213,7 @@ class Priors:
         # the two coded parts of a code (block, then code within the block): static rows for each, zero-padded
         self.block, self.n_blocks = block_size(k)
         for stage in self.stages:
-            stage.index_rows((k + 1) * (k + 1))
+            stage.index_rows(k)
             stage.index_blocks(self.block, self.n_blocks)
         padded = np.zeros((self.n_levels, self.n_blocks * self.block))
         padded[:, :k] = self.static_counts
@@ -308,6 +319,8 @@ class Priors:
                   and codes.dtype.kind in "iu" and counts.dtype.kind in "iu")
             ok = ok and (not keys.size or (int(keys.min()) >= 0 and int(keys.max()) < q * span
                                            and bool((np.diff(keys.astype(np.int64)) > 0).all())))
+            # a one-code context is at most K (the direct tables of _Stage.index_rows rely on it)
+            ok = ok and (s == "pair" or not keys.size or int((keys.astype(np.int64) % span).max()) <= k)
             rows_filled = bool((np.diff(ptr.astype(np.int64)) > 0).all()) if keys.size else True
             ok = ok and int(ptr[0]) == 0 and int(ptr[-1]) == codes.size and rows_filled
             ok = ok and (not codes.size or (int(codes.min()) >= 0 and int(codes.max()) < k and int(counts.min()) > 0))
@@ -323,9 +336,7 @@ class Priors:
     def stage_keys(self, stage: str, levels: np.ndarray, prev: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         """The table keys of symbols at ``levels`` with previous-frame codes ``prev`` and coarser-level codes
         ``coarse`` (both ``K`` where absent)."""
-        k1 = self.codebook_size + 1
-        ctx = {"prev": prev, "coarse": coarse, "pair": prev * k1 + coarse}[stage]
-        return levels * (k1 * k1) + ctx
+        return stage_keys(stage, levels, prev, coarse, self.codebook_size)
 
     def chain(self, levels: np.ndarray, prev: np.ndarray, coarse: np.ndarray) -> Chain:
         """The backoff chain of symbols at ``levels`` (int64 arrays of length n) with these contexts, in its affine
@@ -333,12 +344,8 @@ class Priors:
         ``p = (prod_s f_s) · static + sum_s (prod_{s' after s} f_s') · n_s(ctx, ·) / (n_s(ctx) + beta)``; both coded
         parts of a code (:meth:`hi_weights`, :meth:`lo_weights`) are read from it."""
         hits = []
-        k1 = self.codebook_size + 1
         for stage in self.stages:
-            if stage.name == "pair":
-                sel, rows = stage.lookup(self.stage_keys(stage.name, levels, prev, coarse))
-            else:  # one context code: a direct table
-                sel, rows = stage.lookup_small(levels * k1 + (prev if stage.name == "prev" else coarse), k1)
+            sel, rows = stage.find(levels, prev, coarse, self.codebook_size)
             if sel.size:
                 hits.append((stage, sel, rows, stage.denom[rows], stage.factor[rows]))
         post = np.ones(levels.size)
@@ -356,10 +363,7 @@ class Priors:
         x = self._static_hi_scaled[chain.levels]
         x *= chain.post[:, None]
         for stage, sel, rows, scaled in chain.hits:
-            if sel.size == x.shape[0]:
-                x += stage.block_counts[rows] * scaled[:, None]
-            else:
-                x[sel] += stage.block_counts[rows] * scaled[:, None]
+            x[sel] += stage.block_counts[rows] * scaled[:, None]
         return quantize_scaled(x)
 
     def lo_weights(self, chain: Chain, hi: np.ndarray) -> np.ndarray:
@@ -417,4 +421,4 @@ def context_arrays(codes: np.ndarray, codebook_size: int,
 
 
 __all__ = ["CAP", "ID_BYTES", "KINDS", "PRIORS_FILE", "PRIORS_FORMAT", "Priors", "PriorsError", "STAGES",
-           "context_arrays", "quantize_rows"]
+           "context_arrays", "quantize_rows", "stage_keys"]
