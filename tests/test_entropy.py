@@ -93,7 +93,9 @@ def test_a_code_is_its_block_then_its_place_in_the_block(priors):
     static = priors.static[levels]
     p = static.copy()
     for stage in priors.stages:
-        sel, rows = stage.lookup(priors.stage_keys(stage.name, levels, prev, coarse))
+        rows = stage.lookup(priors.stage_keys(stage.name, levels, prev, coarse))
+        sel = np.flatnonzero(rows < stage.n_rows)  # the others point at the missing-context row
+        rows = rows[sel]
         beta = stage.beta[levels[sel]][:, None]
         counts = np.zeros((sel.size, K))
         for i, r in enumerate(rows):
@@ -142,6 +144,36 @@ def test_round_trip_random_and_markov_codes(priors, kind, channels, levels, fram
                   np.stack([markov_codes(frames, seed=c + 50)[:levels] for c in range(channels)])):
         payload = coder.encode(codes, priors, kind, lane, lanes)
         np.testing.assert_array_equal(coder.decode(payload, codes.shape, priors, kind, lane, lanes), codes)
+
+
+def with_stage(priors, name, pairs):
+    """``priors`` with a stage ``name`` added: the counts of ``pairs`` ``(key, code)``."""
+    arrays = dict(priors._arrays)
+    keys, codes = (np.asarray(a, np.int64) for a in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
+    cells, counts = np.unique(np.stack([keys, codes]), axis=1, return_counts=True)
+    rows, first = np.unique(cells[0], return_index=True)
+    arrays.update({f"{name}_keys": rows, f"{name}_ptr": np.append(first, cells.shape[1]), f"{name}_codes": cells[1],
+                   f"{name}_counts": counts, f"{name}_beta": np.full(Q, 2.0)})
+    return Priors({**priors.meta, "stages": [*priors.stage_names, name]}, arrays)
+
+
+def test_pair_and_empty_stages_round_trip(priors):
+    """Stages the shipped priors do not use: ``pair`` (searched, not a direct table) and a stage with no rows."""
+    codes = markov_codes(200, seed=7)[None]
+    levels, prev, coarse, symbols = entropy.priors.context_arrays(codes, K, 16)
+    keys = priors.stage_keys("pair", levels, prev, coarse)
+    pair = with_stage(priors, "pair", list(zip(keys[::2], symbols[::2])))  # half the contexts: misses too
+    rows = pair.stages[-1].lookup(keys)
+    assert (rows < pair.stages[-1].n_rows).any() and (rows == pair.stages[-1].n_rows).any()
+    assert pair.code_lengths(codes, "context", 16).sum() < priors.code_lengths(codes, "context", 16).sum()
+    none = Priors({**priors.meta, "stages": []}, {"static_counts": priors._arrays["static_counts"]})
+    empty = with_stage(none, "pair", [])
+    for p in (pair, none, empty):
+        for kind in KINDS:
+            payload = coder.encode(codes, p, kind, 16, 3)
+            np.testing.assert_array_equal(coder.decode(payload, codes.shape, p, kind, 16, 3), codes)
+    for p in (none, empty):
+        assert np.array_equal(p.chain(levels, prev, coarse).post, np.ones(levels.size))
 
 
 def test_structured_codes_shrink_and_costs_match(priors):

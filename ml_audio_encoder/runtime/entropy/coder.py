@@ -21,6 +21,7 @@ that each block's words were used up; every failure is a :class:`~ml_audio_encod
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Iterator
@@ -83,8 +84,9 @@ class Order(NamedTuple):
     bounds: np.ndarray
 
 
+@functools.lru_cache(maxsize=8)  # a file's blocks share one order (its last may differ), as do files of one length
 def diagonal_order(channels: int, levels: int, frames: int, lane_frames: int) -> Order:
-    """The :class:`Order` of a block of ``frames`` frames (see the module docstring)."""
+    """The :class:`Order` of a block of ``frames`` frames (see the module docstring); read-only arrays."""
     c, q, t = (a.reshape(-1) for a in np.meshgrid(np.arange(channels), np.arange(levels), np.arange(frames),
                                                   indexing="ij"))
     lane, u = t // lane_frames, t % lane_frames
@@ -93,7 +95,10 @@ def diagonal_order(channels: int, levels: int, frames: int, lane_frames: int) ->
     at = (c * levels + q) * frames + t
     none = channels * levels * frames
     bounds = np.searchsorted(u + q, np.arange(min(lane_frames, frames) + levels), side="left")
-    return Order(at, np.where(u > 0, at - 1, none), np.where(q > 0, at - frames, none), q, bounds)
+    order = Order(at, np.where(u > 0, at - 1, none), np.where(q > 0, at - frames, none), q, bounds)
+    for a in order:
+        a.flags.writeable = False  # shared through the cache
+    return order
 
 
 def _batches(bounds: np.ndarray) -> Iterator[tuple[int, int]]:
@@ -196,7 +201,6 @@ def decode(payload: bytes, shape: tuple[int, int, int], priors: Priors, kind: st
     statics = _static_models(priors, levels) if kind == "static" else None
     model = cst.stream.model.Categorical(perfect=False)
     codes = np.empty(shape, np.int32)
-    orders: dict[int, tuple] = {}
     for (start, n), (offset, n_words) in zip(_blocks(n_frames, lane_frames, block_lanes), spans):
         words = np.frombuffer(payload, "<u4", n_words, offset).astype(np.uint32)
         try:
@@ -206,9 +210,7 @@ def decode(payload: bytes, shape: tuple[int, int, int], priors: Priors, kind: st
                     symbols = decoder.decode(statics[level], channels * n)
                     codes[:, level, start : start + n] = symbols.reshape(channels, n)
             else:
-                if n not in orders:
-                    orders[n] = diagonal_order(channels, levels, n, lane_frames)
-                order = orders[n]
+                order = diagonal_order(channels, levels, n, lane_frames)
                 flat = np.full(channels * levels * n + 1, k, np.int64)
                 for lo, hi in _batches(order.bounds):
                     chain = priors.chain(order.levels[lo:hi], flat[order.prev_at[lo:hi]],

@@ -33,6 +33,7 @@ fingerprint, and the **prior id** that ``.mlae`` files carry is the first 16 byt
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -65,22 +66,30 @@ def quantize_rows(rows: np.ndarray) -> np.ndarray:
     return quantize_scaled(rows * QUANT_SCALE)
 
 
-def quantize_scaled(w: np.ndarray) -> np.ndarray:
-    """:func:`quantize_rows` of rows already multiplied by ``2^24`` (in place)."""
+def quantize_scaled(w: np.ndarray, whole: bool = True) -> np.ndarray:
+    """:func:`quantize_rows` of rows already multiplied by ``2^24`` (in place). ``whole``: the rows are whole
+    distributions (each sums to ~2^24), for which a cheap test usually shows that no weight needs the cap."""
     np.floor(w, out=w)
     w += 1.0
-    total = w @ np.ones(w.shape[1])  # integers below 2^53: exact in any summation order (a BLAS dot is fastest)
-    # a weight above 11/12 of its row is the row's largest; only such rows are looked at (none can be when even the
-    # largest weight of all is at most 11/12 of the smallest row, a cheap test that usually settles it)
-    if w.size and w.max() * CAP[1] > CAP[0] * total.min():
-        idx = np.flatnonzero((w * CAP[1] > CAP[0] * total[:, None]).any(axis=1))
-    else:
-        idx = np.zeros(0, np.int64)
+    total = w @ _ones(w.shape[1])  # integers below 2^53: exact in any summation order (a BLAS dot is fastest)
+    # a weight above 11/12 of its row is the row's largest (and the only one); only such rows are changed. None can
+    # be when even the largest weight of all is at most 11/12 of the smallest row. Else each row's largest: argmax
+    # along short rows is several times faster than max in numpy (the first of equal largest weights is as good).
+    if not w.size or (whole and w.max() * CAP[1] <= CAP[0] * total.min()):
+        return w
+    at = w.argmax(axis=1)
+    top = w[np.arange(w.shape[0]), at]
+    idx = np.flatnonzero(top * CAP[1] > CAP[0] * total)
     if idx.size:
-        top = np.argmax(w[idx], axis=1)
-        m = w[idx, top]
-        w[idx, top] = CAP[0] * (total[idx] - m)
+        w[idx, at[idx]] = CAP[0] * (total[idx] - top[idx])
     return w
+
+
+@functools.lru_cache(maxsize=8)
+def _ones(n: int) -> np.ndarray:
+    ones = np.ones(n)
+    ones.flags.writeable = False
+    return ones
 
 
 def block_size(codebook_size: int) -> tuple[int, int]:
@@ -92,21 +101,23 @@ def block_size(codebook_size: int) -> tuple[int, int]:
 
 
 class Chain(NamedTuple):
-    """:meth:`Priors.chain` of n symbols: their levels, the static part's factor, and per stage that holds some of
-    their contexts ``(stage, which symbols, their rows, coef · 2^24)``."""
+    """:meth:`Priors.chain` of n symbols: their levels, the static part's factor, and per stage ``(stage, each
+    symbol's row, coef · 2^24)`` (the stage's missing-context row, coefficient times zero counts, where it has none)."""
 
     levels: np.ndarray
     post: np.ndarray
-    hits: list
+    stages: list
 
 
 def _chosen(w: np.ndarray, rows: np.ndarray, symbols: np.ndarray) -> np.ndarray:
     return w[rows, symbols] / w.sum(axis=1)
 
 
-def _exact_float(values: np.ndarray) -> type:
-    """float32 when every (non-negative integer) value is below 2^24, so exactly representable; else float64."""
-    return np.float32 if not values.size or float(values.max()) < 2.0**24 else np.float64
+def _exact_type(*values: np.ndarray) -> type:
+    """The smallest type that holds every (non-negative integer) value exactly: uint16, float32 (below 2^24) or
+    float64 (the coder multiplies them by float64 coefficients: the same products whichever it is)."""
+    top = max((float(v.max()) for v in values if v.size), default=0.0)
+    return np.uint16 if top < 2.0**16 else np.float32 if top < 2.0**24 else np.float64
 
 
 def stage_keys(stage: str, levels: np.ndarray, prev: np.ndarray, coarse: np.ndarray, codebook_size: int) -> np.ndarray:
@@ -118,74 +129,75 @@ def stage_keys(stage: str, levels: np.ndarray, prev: np.ndarray, coarse: np.ndar
 
 
 class _Stage:
-    """One sparse count table: rows keyed by ``level * M + context``, each a run of (code, count) entries."""
+    """One sparse count table: rows keyed by ``level * M + context``, each a run of (code, count) entries.
+
+    For the coder it also holds dense views made once at load (:meth:`index_rows`, :meth:`index_blocks`), each with a
+    last all-zero row that every symbol whose context the table lacks is pointed at: ``beta / (0 + beta) = 1`` leaves
+    its distribution as it was, and adding zero counts is exact, so the rows are the same bits as skipping the
+    symbol, and the coder makes them with the same few array operations whatever hits (its cost is per operation)."""
 
     def __init__(self, name: str, keys: np.ndarray, ptr: np.ndarray, codes: np.ndarray, counts: np.ndarray,
                  beta: np.ndarray):
         self.name = name
         self.keys, self.ptr = keys.astype(np.int64), ptr.astype(np.int64)
-        # the coder reads the counts at random: the smallest type that holds them exactly (float32 up to 2^24;
-        # a float32 times a float64 is the same float64 product)
-        self.codes, self.counts = codes.astype(np.int64), counts.astype(_exact_float(counts))
+        self.codes, self.counts = codes.astype(np.int64), counts.astype(np.int64)
         self.beta = beta.astype(np.float64)
-        cum = np.concatenate([[0], np.cumsum(counts.astype(np.int64))])
+        cum = np.concatenate([[0], np.cumsum(self.counts)])
         self.totals = (cum[self.ptr[1:]] - cum[self.ptr[:-1]]).astype(np.float64)  # exact integers
 
+    @property
+    def n_rows(self) -> int:
+        return int(self.keys.size)
+
     def index_rows(self, codebook_size: int) -> None:
-        """Made once: per row ``denom = n(ctx) + beta`` and ``factor = beta / denom``; for a stage whose context is
-        one code, a direct table from ``level · (K+1) + context`` to the row (-1 where none), ``levels · (K+1)``
-        entries, which :meth:`find` reads instead of searching the keys."""
+        """Made once: per row ``denom = n(ctx) + beta`` and ``factor = beta / denom`` (the missing-context row last:
+        factor 1); for a stage whose context is one code, a direct table from ``level · (K+1) + context`` to the row
+        (the missing row where none), ``levels · (K+1)`` entries, which :meth:`find` reads instead of searching."""
         k1 = int(codebook_size) + 1
         level, ctx = np.divmod(self.keys, k1 * k1)  # keys are validated below levels · (K+1)²
-        self.denom = self.totals + self.beta[level]
-        self.factor = self.beta[level] / self.denom
+        self.denom = np.append(self.totals + self.beta[level], 1.0)
+        self.factor = np.append(self.beta[level] / self.denom[:-1], 1.0)
+        self.scaled_alone = 1.0 / self.denom * QUANT_SCALE  # the coefficient · 2^24 of the last stage of a chain
         self.direct = None
         if self.name != "pair":
-            self.direct = np.full(self.beta.size * k1, -1, np.int32)
-            self.direct[level * k1 + ctx] = np.arange(self.keys.size)
+            self.direct = np.full(self.beta.size * k1, self.n_rows, np.int32)
+            self.direct[level * k1 + ctx] = np.arange(self.n_rows)
 
     @property
     def n_entries(self) -> int:
         return int(self.codes.size)
 
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(indices of the symbols whose key has a row, those rows)."""
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """The row of each key (:attr:`n_rows`, the missing-context row, where the table has none)."""
         if not self.keys.size:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+            return np.zeros(keys.shape, np.int64)
         i = np.minimum(np.searchsorted(self.keys, keys), self.keys.size - 1)
-        sel = np.flatnonzero(self.keys[i] == keys)
-        return sel, i[sel]
+        return np.where(self.keys[i] == keys, i, self.n_rows)
 
-    def find(self, levels: np.ndarray, prev: np.ndarray, coarse: np.ndarray,
-             codebook_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def find(self, levels: np.ndarray, prev: np.ndarray, coarse: np.ndarray, codebook_size: int) -> np.ndarray:
         """:meth:`lookup` of symbols by their contexts (through the direct table where the stage has one)."""
         if self.direct is None:
             return self.lookup(stage_keys(self.name, levels, prev, coarse, codebook_size))
-        rows = self.direct[levels * (codebook_size + 1) + (prev if self.name == "prev" else coarse)]
-        sel = np.flatnonzero(rows >= 0)
-        return sel, rows[sel]
-
-    def block_entries(self, rows: np.ndarray, blocks: np.ndarray, a: int) -> tuple[np.ndarray, np.ndarray]:
-        """(which of ``rows``, entry index) of every entry of these rows whose code lies in block ``blocks``
-        (codes ``blocks · b .. + b - 1``): one run per row, since a row's codes increase."""
-        cell = rows * (a + 1) + blocks
-        starts = self.block_starts[cell]
-        lens = self.block_starts[cell + 1] - starts
-        which = np.repeat(np.arange(rows.size), lens)
-        return which, np.arange(which.size) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        return self.direct[levels * (codebook_size + 1) + (prev if self.name == "prev" else coarse)]
 
     def index_blocks(self, b: int, a: int) -> None:
-        """Per row and block of ``b`` codes: the summed counts, and where the block's entries start (made once)."""
-        row = np.repeat(np.arange(self.keys.size), np.diff(self.ptr))
-        cell = row * a + self.codes // b
-        block_counts = np.bincount(cell, self.counts, self.keys.size * a).reshape(self.keys.size, a)
-        self.block_counts = block_counts.astype(_exact_float(block_counts))
-        entries = np.bincount(cell, minlength=self.keys.size * a).reshape(self.keys.size, a)
-        starts = np.zeros((self.keys.size, a + 1), np.int64)
-        np.cumsum(entries, axis=1, out=starts[:, 1:])
-        starts += self.ptr[:-1, None]
-        self.block_starts = starts.reshape(-1).astype(np.int32 if self.codes.size < 2**31 else np.int64)
-        self.columns = (self.codes % b).astype(np.uint8)  # each entry's code within its block (b <= 256)
+        """Made once: per row and block of ``b`` codes the summed counts, ``block_counts`` ``(rows + 1, a)``; and
+        the counts of each non-empty (row, block) cell as a dense ``b``-wide row, ``cells`` ``(cells + 1, b)``,
+        found through ``cell_of[row · a + block]`` (the last, all-zero cell where empty). Counts are kept in the
+        smallest type that holds them exactly (each product with a float64 coefficient is the same float64)."""
+        rows = self.n_rows
+        row = np.repeat(np.arange(rows), np.diff(self.ptr))
+        cell = row * a + self.codes // b  # non-decreasing: a row's codes increase
+        block_counts = np.bincount(cell, self.counts.astype(np.float64), (rows + 1) * a)  # exact integer sums
+        self.block_counts = block_counts.reshape(rows + 1, a).astype(_exact_type(self.totals))
+        first = np.ones(cell.size, bool)
+        first[1:] = cell[1:] != cell[:-1]
+        index = np.cumsum(first) - 1  # each entry's cell
+        n_cells = int(first.sum())
+        self.cell_of = np.full((rows + 1) * a, n_cells, np.int32 if n_cells < 2**31 else np.int64)
+        self.cell_of[cell[first]] = np.arange(n_cells)
+        self.cells = np.zeros((n_cells + 1, b), _exact_type(self.counts))
+        self.cells[index, self.codes % b] = self.counts
 
 
 class Priors:
@@ -342,41 +354,38 @@ class Priors:
         """The backoff chain of symbols at ``levels`` (int64 arrays of length n) with these contexts, in its affine
         form: with ``f_s = beta / (n(ctx) + beta)`` for each stage that holds the context,
         ``p = (prod_s f_s) · static + sum_s (prod_{s' after s} f_s') · n_s(ctx, ·) / (n_s(ctx) + beta)``; both coded
-        parts of a code (:meth:`hi_weights`, :meth:`lo_weights`) are read from it."""
-        hits = []
-        for stage in self.stages:
-            sel, rows = stage.find(levels, prev, coarse, self.codebook_size)
-            if sel.size:
-                hits.append((stage, sel, rows, stage.denom[rows], stage.factor[rows]))
-        post = np.ones(levels.size)
-        coefs = []
-        for _, sel, _, denom, factor in reversed(hits):
-            coefs.append(post[sel] / denom)
-            post[sel] *= factor
-        scaled = [(stage, sel, rows, coef * QUANT_SCALE)
-                  for (stage, sel, rows, _, _), coef in zip(hits, reversed(coefs))]
-        return Chain(levels, post, scaled)
+        parts of a code (:meth:`hi_weights`, :meth:`lo_weights`) are read from it. A stage without the context has
+        ``f_s = 1`` and no counts (:class:`_Stage`)."""
+        found = [(stage, stage.find(levels, prev, coarse, self.codebook_size)) for stage in self.stages]
+        post, coefs = None, []
+        for stage, rows in reversed(found):  # the factor of each stage's counts is the product of those after it
+            if post is None:
+                coefs.append(stage.scaled_alone[rows])
+                post = stage.factor[rows]
+            else:  # (post · 2^24) / denom is the same float as (post / denom) · 2^24: scaling by 2^k is exact
+                coefs.append(post * QUANT_SCALE / stage.denom[rows])
+                post *= stage.factor[rows]
+        if post is None:
+            post = np.ones(levels.size)
+        return Chain(levels, post, [(stage, rows, coef) for (stage, rows), coef in zip(found, reversed(coefs))])
 
     def hi_weights(self, chain: Chain) -> np.ndarray:
         """Integer weights ``(n, A)`` (float64, exact integers) of each symbol's block ``code // B``: the chain's
         probabilities summed over each block of :attr:`block` codes, then :func:`quantize_scaled`."""
         x = self._static_hi_scaled[chain.levels]
         x *= chain.post[:, None]
-        for stage, sel, rows, scaled in chain.hits:
-            x[sel] += stage.block_counts[rows] * scaled[:, None]
+        for stage, rows, scaled in chain.stages:
+            x += stage.block_counts[rows] * scaled[:, None]
         return quantize_scaled(x)
 
     def lo_weights(self, chain: Chain, hi: np.ndarray) -> np.ndarray:
         """Integer weights ``(n, B)`` of each symbol's code within its block ``hi`` (the chain's probabilities of
         codes ``hi · B .. hi · B + B - 1``; codes past ``K`` have probability 0, so weight 1)."""
-        b = self.block
         x = self._static_lo_scaled[chain.levels, hi]
         x *= chain.post[:, None]
-        flat = x.reshape(-1)
-        for stage, sel, rows, scaled in chain.hits:
-            which, entry = stage.block_entries(rows, hi[sel], self.n_blocks)
-            flat[sel[which] * b + stage.columns[entry]] += stage.counts[entry] * scaled[which]
-        return quantize_scaled(x)
+        for stage, rows, scaled in chain.stages:
+            x += stage.cells[stage.cell_of[rows * self.n_blocks + hi]] * scaled[:, None]
+        return quantize_scaled(x, whole=False)
 
     def code_lengths(self, codes: np.ndarray, kind: str = "context", lane_frames: int | None = None) -> np.ndarray:
         """Ideal bits per code of each level of ``codes`` ``(channels, levels, frames)`` under ``kind``'s
