@@ -113,10 +113,10 @@ def _chosen(w: np.ndarray, rows: np.ndarray, symbols: np.ndarray) -> np.ndarray:
     return w[rows, symbols] / w.sum(axis=1)
 
 
-def _exact_type(*values: np.ndarray) -> type:
+def _exact_type(values: np.ndarray) -> type:
     """The smallest type that holds every (non-negative integer) value exactly: uint16, float32 (below 2^24) or
     float64 (the coder multiplies them by float64 coefficients: the same products whichever it is)."""
-    top = max((float(v.max()) for v in values if v.size), default=0.0)
+    top = float(values.max()) if values.size else 0.0
     return np.uint16 if top < 2.0**16 else np.float32 if top < 2.0**24 else np.float64
 
 
@@ -157,7 +157,6 @@ class _Stage:
         level, ctx = np.divmod(self.keys, k1 * k1)  # keys are validated below levels · (K+1)²
         self.denom = np.append(self.totals + self.beta[level], 1.0)
         self.factor = np.append(self.beta[level] / self.denom[:-1], 1.0)
-        self.scaled_alone = 1.0 / self.denom * QUANT_SCALE  # the coefficient · 2^24 of the last stage of a chain
         self.direct = None
         if self.name != "pair":
             self.direct = np.full(self.beta.size * k1, self.n_rows, np.int32)
@@ -357,16 +356,10 @@ class Priors:
         parts of a code (:meth:`hi_weights`, :meth:`lo_weights`) are read from it. A stage without the context has
         ``f_s = 1`` and no counts (:class:`_Stage`)."""
         found = [(stage, stage.find(levels, prev, coarse, self.codebook_size)) for stage in self.stages]
-        post, coefs = None, []
+        post, coefs = np.ones(levels.size), []
         for stage, rows in reversed(found):  # the factor of each stage's counts is the product of those after it
-            if post is None:
-                coefs.append(stage.scaled_alone[rows])
-                post = stage.factor[rows]
-            else:  # (post · 2^24) / denom is the same float as (post / denom) · 2^24: scaling by 2^k is exact
-                coefs.append(post * QUANT_SCALE / stage.denom[rows])
-                post *= stage.factor[rows]
-        if post is None:
-            post = np.ones(levels.size)
+            coefs.append(post * QUANT_SCALE / stage.denom[rows])  # = (post / denom) · 2^24: scaling by 2^k is exact
+            post *= stage.factor[rows]
         return Chain(levels, post, [(stage, rows, coef) for (stage, rows), coef in zip(found, reversed(coefs))])
 
     def hi_weights(self, chain: Chain) -> np.ndarray:
