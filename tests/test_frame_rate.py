@@ -205,3 +205,22 @@ def test_litert_export_gives_the_keras_codes_and_audio(tmp_path, tiny_fast, tiny
     lite_codes = codec.encode_codes(x, n_quantizers=3)
     assert (lite_codes == keras_codes).mean() > 0.99  # float32 both; a near-tie may flip one code
     np.testing.assert_allclose(codec.decode_codes(keras_codes), _np(tiny_fast.decode_codes(keras_codes)), atol=1e-4)
+
+
+def test_float16_litert_export_codes_digital_silence_like_keras(tmp_path, tiny_fast):
+    """A float16 export stores every constant in half precision; the STFT stem's power floor (1e-10) must survive
+    it, or digital silence gives log(0), NaN features and code 0 (and the frames around it with it)."""
+    pytest.importorskip("tensorflow")
+    from ml_audio_encoder.nn.heads import STFTStem
+    from ml_audio_encoder.runtime import lite
+    from ml_audio_encoder.runtime.export import export_lite
+
+    if not lite.available():
+        pytest.skip("ai-edge-litert not installed")
+    export_lite(tiny_fast, str(tmp_path / "codec16"), float16=True)
+    codec = lite.LiteCodec.load(str(tmp_path / "codec16"))
+    x = np.zeros((1, 120 * 20, 1), np.float32)
+    x[:, 1200:] = np.random.default_rng(5).standard_normal((1, 1200, 1)) * 0.2  # silence, then sound
+    keras_codes = _np(tiny_fast.encode_codes(x, n_quantizers=3))
+    assert np.isfinite(_np(STFTStem(n_fft=tiny_fast.encoder.stem.n_fft, hop_length=tiny_fast.hop_length)(x))).all()
+    assert (codec.encode_codes(x, n_quantizers=3) == keras_codes).mean() > 0.95  # float16 weights: a few near-ties

@@ -16,6 +16,9 @@ from keras import ops
 from .layers import register
 from .spectral import irfft_frames, rfft_frames
 
+_POWER_FLOOR = 1e-10  # under the STFT power, so that silence has a finite log-magnitude (-11.5)
+_FLOOR_SCALE = 2.0**15  # the largest power of two below float16's maximum (65504)
+
 
 @register
 class STFTStem(keras.layers.Layer):
@@ -33,7 +36,11 @@ class STFTStem(keras.layers.Layer):
     def call(self, audio):
         x = ops.squeeze(audio, axis=-1) if len(audio.shape) == 3 else audio
         real, imag = rfft_frames(x, self.n_fft, self.hop_length)
-        power = ops.square(real) + ops.square(imag) + 1e-10
+        # power + 1e-10, written as (power · 2^15 + 1e-10 · 2^15) · 2^-15: the same float32 bits (scaling by a power
+        # of two is exact), but with no constant below float16's range. A float16 LiteRT export stores every constant
+        # in half precision and flushed a bare 1e-10 to zero: log(0) on digital silence, NaN features, code 0.
+        power = (ops.square(real) + ops.square(imag)) * _FLOOR_SCALE + _POWER_FLOOR * _FLOOR_SCALE
+        power = power * (1.0 / _FLOOR_SCALE)
         log_mag = 0.5 * ops.log(power)
         scale = ops.power(power, 0.5 * (self.compress - 1.0))  # |X|^(c − 1): turns X into |X|^c · e^{iφ}
         return ops.concatenate([log_mag, real * scale, imag * scale], axis=-1)
