@@ -140,9 +140,9 @@ class _Stage:
                  beta: np.ndarray):
         self.name = name
         self.keys, self.ptr = keys.astype(np.int64), ptr.astype(np.int64)
-        self.codes, self.counts = codes.astype(np.int64), counts.astype(np.int64)
+        self.codes, self.counts = codes, counts  # as stored (validated integers): the coder reads the dense views
         self.beta = beta.astype(np.float64)
-        cum = np.concatenate([[0], np.cumsum(self.counts)])
+        cum = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
         self.totals = (cum[self.ptr[1:]] - cum[self.ptr[:-1]]).astype(np.float64)  # exact integers
 
     @property
