@@ -176,6 +176,23 @@ def test_pair_and_empty_stages_round_trip(priors):
         assert np.array_equal(p.chain(levels, prev, coarse).post, np.ones(levels.size))
 
 
+
+def test_offsets_of_one_audio_share_a_cross_validation_fold():
+    """fit_priors' held-out costs (which pick the backoff strengths and become ``expected_bits``) never test on
+    audio whose codes at another offset were fitted: sequences of one group stay in one fold."""
+    from ml_audio_encoder.runtime.entropy.fit import _folds
+
+    seqs = [np.full((2, 5), i) for i in range(6)]
+    tags = lambda part: [int(x[0, 0]) for x in part]  # noqa: E731
+    (a, b), (b2, a2) = _folds(seqs, groups=["x", "x", "y", "y", "z", "z"])
+    assert tags(a) == tags(a2) == [0, 1, 4, 5] and tags(b) == tags(b2) == [2, 3]
+    assert [tags(part) for part in _folds(seqs)[0]] == [[0, 2, 4], [1, 3, 5]]  # by default each its own group
+    assert [tags(part) for part in _folds(seqs, [7] * 6)[0]] == [[0, 2, 4], [1, 3, 5]]  # one group: no fold
+    grouped = fit_priors([markov_codes(200, seed=s) for s in range(4)], K, FINGERPRINT, groups=[0, 0, 1, 1])
+    assert grouped.n_entries > 0
+    with pytest.raises(ValueError, match="groups"):
+        fit_priors([markov_codes(50)], K, FINGERPRINT, groups=[0, 1])
+
 def test_structured_codes_shrink_and_costs_match(priors):
     codes = markov_codes(600, seed=123)[None]
     packed = codes.size * 6 / 8

@@ -173,3 +173,22 @@ def test_cli_export_lite(tiny_model, tmp_path, monkeypatch, capsys):
     assert "LiteRT codec" in capsys.readouterr().out
     for suffix in (".encoder.tflite", ".decoder.tflite", ".json"):
         assert (tmp_path / f"codec{suffix}").exists()
+
+
+def test_an_export_that_codes_otherwise_is_refused_and_removed(tiny_model, exported, tmp_path, monkeypatch):
+    """export_lite runs the written codec beside the Keras model on probe signals (silence, silence then noise, a
+    tone, a chirp: where float16 exports went wrong before) and removes what it wrote when the codes disagree."""
+    from ml_audio_encoder.runtime import export
+
+    for kind in ("float32", "float16"):
+        agreement = export.verify_lite(tiny_model, exported[kind]["metadata"][: -len(".json")])
+        assert len(agreement) == 4 and min(agreement.values()) >= export.MIN_CODE_AGREEMENT
+    rng = np.random.default_rng(0)
+
+    def wrong_codes(self, audio, n_quantizers=None):
+        return rng.integers(0, self.codebook_size, (len(audio), self.n_codebooks, audio.shape[1] // self.hop_length))
+
+    monkeypatch.setattr(lite.LiteCodec, "encode_codes", wrong_codes)
+    with pytest.raises(RuntimeError, match="of the codes agree with the Keras model"):
+        export.export_lite(tiny_model, str(tmp_path / "bad"))
+    assert not list(tmp_path.iterdir())

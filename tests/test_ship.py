@@ -103,6 +103,9 @@ def test_shipped_priors_code_files_of_the_shipped_weights(shipped, tmp_path):
     priors = entropy.priors_for(codec)
     assert priors is not None and priors.fingerprint == meta["fingerprint"]
     assert priors.meta["fit"]["seconds"] == pytest.approx(8.0) and priors.meta["fit"]["split"] == "train"
+    # each excerpt coded at the four offsets of fit_priors.SHIFTS
+    assert priors.meta["fit"]["shifts"] == list(fit_priors.SHIFTS) == [0.0, 0.25, 0.5, 0.75]
+    assert priors.meta["fit"]["sequences"] == 4 * priors.meta["fit"]["excerpts"]
     assert priors.id == meta["files"]["priors.npz"][:32]
     f = compress(codec, sweep(0.5, 16000)[None], sample_rate=16000)
     assert f.entropy == "context"
@@ -158,7 +161,7 @@ def test_keras_only_ship_and_reship(tiny_model, tmp_path, monkeypatch):
 # The weights each shipped preset folder must hold (train/ship.py prints the fingerprint); a reship updates these.
 SHIPPED = {
     "small_24khz": "180604ba8b5074b7906669fbce8240802464df05b93fb1c752238aa7dc0350b5",
-    "fast_24khz": "bf7257298245901564e05cc02d1f17b3cebf7a6ed7e637bbe2dc2da36c531ed0",
+    "fast_24khz": "99e0fcec27ffaefb60e06af39a663704e17cc27acb54e0515375b746498de9ed",
 }
 
 
@@ -176,8 +179,8 @@ def test_the_shipped_folders_are_consistent(preset):
     from ml_audio_encoder.runtime.entropy import Priors
 
     priors = Priors.load(presets.pretrained_file(preset, meta["priors"]))
-    # fitted on the whole training pack (101 min): a few MiB, well under the weights
-    assert priors.fingerprint == meta["fingerprint"] and priors.size_bytes < 4 << 20
+    # fitted on the whole training pack (101 min, each excerpt at four offsets): a few MiB, well under the weights
+    assert priors.fingerprint == meta["fingerprint"] and priors.size_bytes < 8 << 20
 
 
 def test_the_default_model_ships():

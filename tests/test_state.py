@@ -108,3 +108,24 @@ def test_a_state_written_before_shipping_then_points_at_the_shipped_weights(tmp_
     assert point_at_shipped(str(tmp_path))
     assert read_state(str(tmp_path))["generator"]["shipped"] == trainer.generator.preset
     assert not os.path.exists(tmp_path / "generator.npz")
+
+
+def test_a_warm_restart_anneals_anew_from_its_step():
+    """``optim.decay_from`` (a warm restart late in a run): the learning rate is ``lr`` at that step, times the
+    warm-up ramp of a continued run (which runs alongside), and decays from there; the schedule survives
+    serialisation (checkpoints)."""
+    import keras
+
+    config = _config()
+    config["optim"].update(lr=1e-4, gamma=0.9, decay_from=300)
+    trainer = build(config, start_step=300, warmup_steps=10)
+    for step, expected in ((300, 1e-4 / 10), (304, 1e-4 * 0.9**4 / 2), (309, 1e-4 * 0.9**9), (330, 1e-4 * 0.9**30)):
+        trainer.g_optimizer.iterations.assign(step)
+        assert _lr(trainer.g_optimizer) == pytest.approx(expected, rel=1e-4)
+    held = build(config)  # before the restart step the rate is held at lr, not raised above it
+    held.g_optimizer.iterations.assign(100)
+    assert _lr(held.g_optimizer) == pytest.approx(1e-4, rel=1e-4)
+    schedule = trainer.g_optimizer._learning_rate
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert restored.get_config() == schedule.get_config() and schedule.get_config()["decay_from"] == 300
+    assert float(restored(320)) == pytest.approx(1e-4 * 0.9**20, rel=1e-4)

@@ -27,10 +27,16 @@ TFLite (:func:`export_tflite`)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .lite import available as lite_available
+from .lite import lite_paths
 
 if TYPE_CHECKING:
     from ..models.codec import MLAudioEncoder
@@ -243,13 +249,49 @@ def _lite_window_seconds(model) -> float:
     return 5.0 if frame_rate else 1.5
 
 
-def lite_paths(prefix: str | os.PathLike) -> dict[str, str]:
-    """The three files of a LiteRT codec written with prefix ``prefix``."""
-    prefix = os.fspath(prefix)
-    return {"encoder": prefix + ".encoder.tflite", "decoder": prefix + ".decoder.tflite", "metadata": prefix + ".json"}
+# The exported codec must code like the Keras model: at least this share of all codes of each probe signal agrees
+# (float16 weights flip a few near-ties: 94-100% per level on fast_24khz), and the decoder's output is finite.
+MIN_CODE_AGREEMENT = 0.9
 
 
-def export_lite(model: MLAudioEncoder, prefix: str | os.PathLike, float16: bool = True) -> dict[str, str]:
+def _probe_signals(sample_rate: int, hop: int, seconds: float = 2.0) -> dict[str, np.ndarray]:
+    """Signals on which an export has gone wrong before, ``(1, samples, 1)`` float32, whole frames: digital
+    silence (a float16 power floor of 0 gave NaN features), silence then noise, and a pure tone and a chirp (a
+    float16 DFT matrix raised their spectral floor by ~30 dB)."""
+    n = int(seconds * sample_rate) // hop * hop
+    t = np.arange(n) / sample_rate
+    half = n // 2
+    noise = np.random.default_rng(0).standard_normal(n - half) * 0.1
+    probes = {"digital silence": np.zeros(n), "silence then noise": np.concatenate([np.zeros(half), noise]),
+              "a 440 Hz tone": 0.1 * np.sin(2 * np.pi * 440.0 * t),
+              "a chirp": 0.1 * np.sin(2 * np.pi * (100.0 + 0.2 * sample_rate / seconds * t) * t)}
+    return {name: x.astype(np.float32)[None, :, None] for name, x in probes.items()}
+
+
+def verify_lite(model: MLAudioEncoder, prefix: str | os.PathLike,
+                min_agreement: float = MIN_CODE_AGREEMENT) -> dict[str, float]:
+    """Run the LiteRT codec at ``prefix`` beside ``model`` on probe signals; returns each probe's share of codes
+    (all levels) that agree. Raises ``RuntimeError`` naming the probe where the exported encoder codes otherwise
+    (less than ``min_agreement``) or the exported decoder gives non-finite audio."""
+    import keras
+
+    from .lite import LiteCodec
+
+    codec = LiteCodec.load(prefix)
+    agreement = {}
+    for name, x in _probe_signals(model.sample_rate, model.hop_length).items():
+        want = keras.ops.convert_to_numpy(model.encode_codes(x))
+        agreement[name] = float((codec.encode_codes(x) == want).mean())
+        if agreement[name] < min_agreement:
+            raise RuntimeError(f"LiteRT export {os.fspath(prefix)}: on {name} only {agreement[name]:.0%} of the codes "
+                               f"agree with the Keras model's (at least {min_agreement:.0%} expected)")
+        if not np.isfinite(codec.decode_codes(want)).all():
+            raise RuntimeError(f"LiteRT export {os.fspath(prefix)}: the decoder gives non-finite audio on {name}")
+    return agreement
+
+
+def export_lite(model: MLAudioEncoder, prefix: str | os.PathLike, float16: bool = True,
+                verify: bool = True) -> dict[str, str]:
     """Write the whole codec for the TensorFlow-free LiteRT runtime (:mod:`ml_audio_encoder.runtime.lite`).
 
     Files (see :func:`lite_paths`): ``PREFIX.encoder.tflite`` (audio float32 ``(1, samples, 1)``, samples a
@@ -258,9 +300,14 @@ def export_lite(model: MLAudioEncoder, prefix: str | os.PathLike, float16: bool 
     from ``n_quantizers`` on ignored) and ``PREFIX.json`` (the model facts, the Keras weights' fingerprint and the
     receptive field, so chunking matches the Keras model's). The length is dynamic: the runtime resizes the input
     per chunk. With ``float16`` (default) the weights are stored in half precision: half the size, and the
-    float32 compute keeps the output within float16 rounding of the Keras model. Returns the paths.
+    float32 compute keeps the output within float16 rounding of the Keras model. With ``verify`` (default) the
+    written codec is run beside the Keras model on probe signals (:func:`verify_lite`); on a mismatch the files
+    are removed and ``RuntimeError`` says on which probe (skipped where the LiteRT interpreter is not installed).
+    Returns the paths.
     """
     import tensorflow as tf
+
+    from ..nn import spectral
 
     _require_tensorflow_backend()
     paths = lite_paths(prefix)
@@ -279,12 +326,22 @@ def export_lite(model: MLAudioEncoder, prefix: str | os.PathLike, float16: bool 
     def decode(codes, n_quantizers):
         return {"audio": _decode_first_levels(model, codes, n_quantizers)}
 
-    _write_tflite(encode.get_concrete_function(), module, paths["encoder"], "encoder", float16)
-    _write_tflite(decode.get_concrete_function(), module, paths["decoder"], "decoder", float16)
+    # traced with the DFT analysis matrix split in two float16-exact parts (nn/spectral.py says why)
+    with spectral.float16_exact_analysis() if float16 else contextlib.nullcontext():
+        encode_fn, decode_fn = encode.get_concrete_function(), decode.get_concrete_function()
+    _write_tflite(encode_fn, module, paths["encoder"], "encoder", float16)
+    _write_tflite(decode_fn, module, paths["decoder"], "decoder", float16)
     metadata = {**_metadata(model), "format": "ml_audio_encoder.lite", "float16": bool(float16),
                 "context_frames": int(model.context_frames), "receptive_field": int(model.receptive_field),
                 "frame_period": int(model.frame_period),
                 "win_duration": _lite_window_seconds(model)}
     with open(paths["metadata"], "w") as f:
         json.dump(metadata, f, indent=2, sort_keys=True)
+    if verify and lite_available():
+        try:
+            verify_lite(model, prefix)
+        except Exception:
+            for path in paths.values():
+                os.remove(path)
+            raise
     return paths

@@ -21,7 +21,6 @@ import numpy as np
 
 from .. import protocol
 from ..models.presets import verify_sha256
-from .export import lite_paths
 
 LITE_FORMAT = "ml_audio_encoder.lite"
 
@@ -64,6 +63,13 @@ class _Runner:
             self.interpreter.set_tensor(details[key]["index"], np.asarray(array, details[key]["dtype"]))
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output["index"])
+
+
+
+def lite_paths(prefix: str | os.PathLike) -> dict[str, str]:
+    """The three files of a LiteRT codec written with prefix ``prefix``."""
+    prefix = os.fspath(prefix)
+    return {"encoder": prefix + ".encoder.tflite", "decoder": prefix + ".decoder.tflite", "metadata": prefix + ".json"}
 
 
 class LiteCodec:

@@ -75,12 +75,13 @@ def build(config, start_step=0, warmup_steps=0):
     opt = config.get("optim", {})
     betas = tuple(opt.get("betas", (0.8, 0.99)))
     gamma, wd = opt.get("gamma", 0.999996), opt.get("weight_decay", 0.01)
+    decay_from = int(opt.get("decay_from", 0))  # a warm restart: the decay counts from this step
     trainer = CodecTrainer(generator, discriminator, adversarial=True)
     trainer.compile(
         g_optimizer=make_optimizer(opt.get("lr", 1e-4), betas, gamma, wd, opt.get("g_clipnorm", 1000.0),
-                                   start_step, warmup_steps),
+                                   start_step, warmup_steps, decay_from),
         d_optimizer=make_optimizer(opt.get("d_lr", opt.get("lr", 1e-4)), betas, gamma, wd,
-                                   opt.get("d_clipnorm", 10.0), start_step, warmup_steps),
+                                   opt.get("d_clipnorm", 10.0), start_step, warmup_steps, decay_from),
         loss_weights=config.get("loss_weights"),
         jit_compile=config.get("train", {}).get("jit_compile", "auto"),
     )

@@ -55,19 +55,24 @@ class OptimizerPair:
 class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
     """DAC's ``lr · γ^step``, ramped up linearly over ``warmup_steps`` steps after ``warmup_start``.
 
+    ``decay_from`` restarts the decay: the exponent counts the steps after it (``lr · γ^max(step − decay_from, 0)``),
+    so a late run can raise the learning rate again and anneal it anew (a warm restart, as in SGDR) while the step
+    count, and with it every logged curve, keeps running.
+
     The ramp is for runs that continue from committed weights without the optimizer's moments (``--init-from``):
     Adam with fresh moments and a step count past its bias correction takes steps ~(1 − β1)/√(1 − β2) = 2x too
     large at first, which a short warm-up absorbs. The decay follows the global step, so the schedule's position
     carries over a restart.
     """
 
-    def __init__(self, learning_rate, gamma=1.0, warmup_start=0, warmup_steps=0):
+    def __init__(self, learning_rate, gamma=1.0, warmup_start=0, warmup_steps=0, decay_from=0):
         self.learning_rate, self.gamma = float(learning_rate), float(gamma)
         self.warmup_start, self.warmup_steps = int(warmup_start), int(warmup_steps)
+        self.decay_from = int(decay_from)
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
-        lr = self.learning_rate * keras.ops.power(self.gamma, step)
+        lr = self.learning_rate * keras.ops.power(self.gamma, keras.ops.maximum(step - self.decay_from, 0.0))
         if self.warmup_steps > 0:
             ramp = (step - self.warmup_start + 1.0) / self.warmup_steps
             lr = lr * keras.ops.clip(ramp, 0.0, 1.0)
@@ -75,15 +80,15 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "gamma": self.gamma, "warmup_start": self.warmup_start,
-                "warmup_steps": self.warmup_steps}
+                "warmup_steps": self.warmup_steps, "decay_from": self.decay_from}
 
 
 def make_optimizer(learning_rate=1e-4, betas=(0.8, 0.99), gamma=0.999996, weight_decay=0.01, clipnorm=None,
-                   warmup_start=0, warmup_steps=0):
+                   warmup_start=0, warmup_steps=0, decay_from=0):
     """AdamW with DAC's per-step exponential decay (``lr · γ^step``), an optional linear warm-up and global-norm
     gradient clipping."""
     return keras.optimizers.AdamW(
-        learning_rate=WarmupExponentialDecay(learning_rate, gamma, warmup_start, warmup_steps),
+        learning_rate=WarmupExponentialDecay(learning_rate, gamma, warmup_start, warmup_steps, decay_from),
         beta_1=betas[0],
         beta_2=betas[1],
         weight_decay=weight_decay,

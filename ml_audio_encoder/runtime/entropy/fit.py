@@ -16,9 +16,15 @@ import numpy as np
 
 from .priors import MAX_CODEBOOK, PRIORS_FORMAT, PRIORS_VERSION, Priors, context_arrays, stage_keys
 
-BETA_GRID = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
+# Backoff strengths tried. The fine levels of fast_24khz want strong backoff (their contexts see a few hundred codes
+# spread over 1024): with the grid ending at 256 every level >= 1 took 256, and reaching 4096 saved 1.3 points
+# more at 12 levels on the dev split (docs/entropy_coding.md).
+BETA_GRID = tuple(float(2.0**e) for e in range(-1, 13))  # 0.5 .. 4096
 ALPHA = 0.5  # add-alpha smoothing of the static counts
-MIN_COUNT = 2  # (context, code) pairs seen once are pruned: half the table (and coder work) for ~2% of the saving
+# (context, code) pairs seen fewer times are pruned. Fitted on the training split coded at four offsets
+# (train/fit_priors.py), dev split, 12 levels, speech: 2 -> 18.7% saved, 6.2M entries; 3 -> 18.0%, 4.2M; 4 -> 17.3%,
+# 3.0M (docs/entropy_coding.md).
+MIN_COUNT = 3
 # stage -> levels it models, in chain order (the later stage has the last word). Measured on the development split
 # with fast_24khz's codes fitted on the whole training pack (docs/entropy_coding.md): the previous frame predicts
 # every level, not only the first (bits per code 9.0 -> 7.0 at 8 levels on speech), better on top of the coarse
@@ -74,13 +80,19 @@ def _static_p(s: _Samples, q: int, k: int, alpha: float) -> np.ndarray:
     return (counts + alpha) / (counts.sum(axis=1, keepdims=True) + alpha * k)
 
 
-def _folds(sequences: Sequence[np.ndarray]) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
-    """Two folds by alternating sequences (or the halves of a lone sequence)."""
+def _folds(sequences: Sequence[np.ndarray],
+           groups: Sequence[int] | None = None) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
+    """Two folds by alternating groups (each sequence its own group by default; the halves of a lone sequence).
+    Sequences of one group (the same audio coded at several offsets) stay in one fold, so that the held-out
+    costs do not see the audio they were fitted on."""
     seqs = list(sequences)
     if len(seqs) == 1:
         f = seqs[0].shape[1]
-        seqs = [seqs[0][:, : f // 2], seqs[0][:, f // 2 :]]
-    a, b = seqs[0::2], seqs[1::2]
+        return [([seqs[0][:, : f // 2]], [seqs[0][:, f // 2 :]]), ([seqs[0][:, f // 2 :]], [seqs[0][:, : f // 2]])]
+    names = list(range(len(seqs))) if groups is None or len(set(groups)) < 2 else list(groups)
+    fold = {g: i % 2 for i, g in enumerate(dict.fromkeys(names))}  # in order of first appearance
+    a = [s for s, g in zip(seqs, names) if fold[g] == 0]
+    b = [s for s, g in zip(seqs, names) if fold[g] == 1]
     return [(a, b), (b, a)]
 
 
@@ -120,15 +132,20 @@ def _held_out(folds, q: int, k: int, alpha: float, betas: dict[str, np.ndarray],
 
 def fit_priors(sequences: Sequence[np.ndarray], codebook_size: int, fingerprint: str, preset: str = "",
                lane_frames: int | None = None, alpha: float = ALPHA, beta_grid: Sequence[float] = BETA_GRID,
-               fit_info: dict[str, Any] | None = None) -> Priors:
+               fit_info: dict[str, Any] | None = None, groups: Sequence[int] | None = None) -> Priors:
     """Fit priors to code sequences ``(levels, frames)`` (one per file or excerpt, all levels of the model).
 
     ``lane_frames`` (the coder's lane length at the model's frame rate, :func:`.coder.block_layout`) makes the
     previous-frame contexts start afresh where the coder's lanes do, as in files.
     ``fingerprint`` is the weights' SHA-256 (``model.fingerprint()``): the priors are refused with other weights.
     ``fit_info`` (what data, how much) is stored in the priors' metadata.
+    ``groups`` (one label per sequence) keeps sequences of the same audio in one cross-validation fold.
     """
     t0 = time.perf_counter()
+    if groups is not None:
+        if len(groups) != len(sequences):
+            raise ValueError(f"{len(groups)} groups for {len(sequences)} sequences")
+        groups = [g for g, s in zip(groups, sequences) if np.asarray(s).shape[-1] > 0]
     seqs = [np.asarray(s, np.int64) for s in sequences if np.asarray(s).shape[-1] > 0]
     k = int(codebook_size)
     if not seqs or len({s.shape[0] for s in seqs}) != 1 or seqs[0].ndim != 2:
@@ -138,7 +155,7 @@ def fit_priors(sequences: Sequence[np.ndarray], codebook_size: int, fingerprint:
     if min(int(s.min()) for s in seqs) < 0 or max(int(s.max()) for s in seqs) >= k:
         raise ValueError(f"codes must be in 0..{k - 1}")
     q = seqs[0].shape[0]
-    folds = _folds(seqs)
+    folds = _folds(seqs, groups)
 
     # beta per stage and level, greedily in stage order, each on top of the stages already tuned
     betas = {name: np.ones(q) for name, _ in STAGE_PLAN}
