@@ -158,6 +158,24 @@ def test_keras_only_ship_and_reship(tiny_model, tmp_path, monkeypatch):
     assert again["fingerprint"] == meta["fingerprint"] and sorted(os.listdir(out)) == ["tiny_test"]
 
 
+def test_a_compact_state_ships_like_its_checkpoint(tiny_model, tmp_path):
+    """A fresh checkout has the committed compact state, not the checkpoints: shipping the state gives the weights
+    of the checkpoint it came from (both float16); a state that already points at shipped weights is refused."""
+    from ml_audio_encoder.training.state import state_from_checkpoint
+
+    run = _run(tmp_path, tiny_model)
+    best = run / "checkpoints" / "best.json"
+    best.write_text(json.dumps(dict(json.loads(best.read_text()), epoch=1)))  # as the trainer's pointers have it
+    state = tmp_path / "state"
+    state_from_checkpoint(str(run / "checkpoints"), str(state), which="best")
+    a, _ = ship.ship(str(run), "tiny_test", out_dir=str(tmp_path / "a"), lite=False, priors=False)
+    b, _ = ship.ship(str(state), "tiny_test", out_dir=str(tmp_path / "b"), lite=False, priors=False)
+    assert b["fingerprint"] == a["fingerprint"] and b["step"] == 7 and b["training"]["checkpoint"] == "state"
+    (state / "state.json").write_text(json.dumps({"step": 7, "generator": {"shipped": "tiny_test"}}))
+    with pytest.raises(SystemExit, match="already"):
+        ship.ship(str(state), "tiny_test", out_dir=str(tmp_path / "c"), lite=False, priors=False)
+
+
 # The weights each shipped preset folder must hold (train/ship.py prints the fingerprint); a reship updates these.
 SHIPPED = {
     "small_24khz": "180604ba8b5074b7906669fbce8240802464df05b93fb1c752238aa7dc0350b5",

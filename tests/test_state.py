@@ -129,3 +129,20 @@ def test_a_warm_restart_anneals_anew_from_its_step():
     restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
     assert restored.get_config() == schedule.get_config() and schedule.get_config()["decay_from"] == 300
     assert float(restored(320)) == pytest.approx(1e-4 * 0.9**20, rel=1e-4)
+
+
+def test_periodic_warm_restarts_repeat_the_cycle():
+    """``optim.restart_every``: after ``decay_from`` the rate returns to ``lr`` every N steps and anneals anew, so one
+    run goes through several cycles; the period survives serialisation."""
+    import keras
+
+    config = _config()
+    config["optim"].update(lr=1e-4, gamma=0.9, decay_from=300, restart_every=50)
+    trainer = build(config)
+    for step, expected in ((100, 1e-4), (300, 1e-4), (349, 1e-4 * 0.9**49), (350, 1e-4), (362, 1e-4 * 0.9**12)):
+        trainer.g_optimizer.iterations.assign(step)
+        assert _lr(trainer.g_optimizer) == pytest.approx(expected, rel=1e-4)
+    schedule = trainer.g_optimizer._learning_rate
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert restored.get_config()["restart_every"] == 50
+    assert float(restored(420)) == pytest.approx(1e-4 * 0.9**20, rel=1e-4)

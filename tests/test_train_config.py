@@ -23,3 +23,17 @@ def test_every_shipped_config_loads():
         if name.endswith(".yml"):
             config = load_config(os.path.join(CONF_DIR, name))
             assert {"preset", "data", "optim", "train"} <= set(config), name
+
+
+def test_training_phases_know_the_phase_with_no_epoch_left():
+    """The phase a run is in at its starting epoch, also when the schedule has no epoch left (a continued run at
+    its last epoch must not save an untrained discriminator as adversarial)."""
+    from ml_audio_encoder.training.config import training_phases
+
+    cpu = {"steps_per_epoch": 50, "epochs": 1000, "warmup_steps": 100_000_000}  # reconstruction only
+    assert training_phases(cpu, 894) == ([(False, 1000)], False)
+    assert training_phases(cpu, 1000) == ([], False)
+    gan = {"steps_per_epoch": 50, "epochs": 100, "warmup_steps": 1000}  # 20 warm-up epochs, then the GAN
+    assert training_phases(gan, 0) == ([(False, 20), (True, 100)], False)
+    assert training_phases(gan, 20) == ([(True, 100)], True)
+    assert training_phases(gan, 100) == ([], True)

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Ship a run's checkpoint as a preset's pretrained weights inside the package.
+"""Ship a run's checkpoint (or a compact training state) as a preset's pretrained weights inside the package.
 
     python train/ship.py train/runs/fast_24khz [--which best|latest] [--preset fast_24khz] [--float32] [--no-lite]
                          [--no-priors] [--priors-manifest data/pack/pack_manifest.csv] [--priors-seconds S]
                          [--state train/state/fast_24khz]
+    python train/ship.py train/state/fast_24khz         # the committed state's weights, in a fresh checkout
 
 Writes the folder ``ml_audio_encoder/pretrained/PRESET/`` (replacing the previous one only once the new one is
 complete), as data (see :mod:`ml_audio_encoder.models.presets`):
@@ -138,19 +139,42 @@ def fit_shipped_priors(model, folder, manifest=None, seconds_per_source=None):
     return PRIORS_FILE
 
 
+def _source(path, which):
+    """``(record, generator arrays, their meta, run folder of the log, which)`` of what is shipped: checkpoint
+    ``which`` of a run folder (``path/checkpoints``), or the weights of a compact training state (``path/state.json``,
+    ``train/state/<run>``: what a fresh checkout has, since checkpoints are not committed). A state's log is that of
+    its config's run, ``train/runs/<name>``."""
+    from ml_audio_encoder.training.config import load_config
+    from ml_audio_encoder.training.state import read_state
+
+    state = read_state(path)
+    if state is None:
+        ckpt = os.path.join(path, "checkpoints")
+        with open(os.path.join(ckpt, f"{which}.json")) as f:
+            record = json.load(f)
+        arrays, meta = load_arrays(os.path.join(ckpt, record["folder"], "generator.npz"))
+        return record, arrays, meta, path, which
+    generator = state["generator"]
+    if "shipped" in generator:
+        raise SystemExit(f"{path}: its generator already is the shipped {generator['shipped']} weights")
+    arrays, meta = load_arrays(os.path.join(path, generator["file"]))
+    config = state.get("config")
+    name = load_config(os.path.join(ROOT, config))["name"] if config else state.get("preset")
+    record = {k: v for k, v in state.items() if k not in ("generator", "discriminator")}
+    return record, arrays, meta, os.path.join(ROOT, "train", "runs", str(name)), "state"
+
+
 def ship(run_dir, preset="small_24khz", which="best", float16=True, out_dir=None, lite=True, priors=True,
          priors_manifest=None, priors_seconds=None):
-    """Ship checkpoint ``which`` of ``run_dir`` as preset ``preset``; returns ``(metadata, written paths)``.
+    """Ship checkpoint ``which`` of ``run_dir`` (or the compact state in ``run_dir``) as preset ``preset``; returns
+    ``(metadata, written paths)``.
 
     ``priors``: also fit the entropy priors (see :func:`fit_shipped_priors`) on ``priors_manifest``'s training
     split, ``priors_seconds`` per source."""
     from ml_audio_encoder import MLAudioEncoder
 
     out_dir = out_dir or presets.PRETRAINED_DIR
-    ckpt = os.path.join(run_dir, "checkpoints")
-    with open(os.path.join(ckpt, f"{which}.json")) as f:
-        record = json.load(f)
-    arrays, meta = load_arrays(os.path.join(ckpt, record["folder"], "generator.npz"))
+    record, arrays, meta, log_dir, which = _source(run_dir, which)
     dtype = np.float16 if float16 else np.float32
     config = {k: v for k, v in meta.get("config", {}).items() if k not in _NOT_CONFIG}
     # The checkpoint records the architecture it trained (overrides included); older checkpoints fall back to the
@@ -178,7 +202,7 @@ def ship(run_dir, preset="small_24khz", which="best", float16=True, out_dir=None
         f.write("\n")
     priors_file = fit_shipped_priors(model, tmp, priors_manifest, priors_seconds) if priors else None
     metadata = write_metadata(tmp, preset, model.fingerprint(), record["step"],
-                              training_summary(run_dir, record, which), float16=float16, priors=priors_file)
+                              training_summary(log_dir, record, which), float16=float16, priors=priors_file)
 
     old = final + ".old"
     shutil.rmtree(old, ignore_errors=True)
@@ -192,7 +216,7 @@ def ship(run_dir, preset="small_24khz", which="best", float16=True, out_dir=None
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run folder (its checkpoint --which) or a compact state (train/state/<run>)")
     p.add_argument("--preset", default=presets.DEFAULT_PRESET)
     p.add_argument("--which", default="best", choices=["best", "latest"])
     p.add_argument("--float32", action="store_true", help="keep float32 weights (twice the size)")
@@ -210,7 +234,8 @@ def main(argv=None):
                          priors=not args.no_priors, priors_manifest=args.priors_manifest,
                          priors_seconds=args.priors_seconds)
     size = sum(os.path.getsize(p) for p in written) / 2**20
-    print(f"shipped {args.which} checkpoint (step {meta['step']}) of {args.preset}: {len(written)} files, "
+    print(f"shipped {meta['training'].get('checkpoint', args.which)} (step {meta['step']}) of {args.preset}: "
+          f"{len(written)} files, "
           f"{size:.1f} MiB, weights {meta['fingerprint'][:12]}, LiteRT {'yes' if meta['lite_prefix'] else 'no'}, "
           f"entropy priors {'yes' if meta['priors'] else 'no'}")
     for folder in args.state:

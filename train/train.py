@@ -39,7 +39,7 @@ from ml_audio_encoder.training import callbacks as cb  # noqa: E402
 from ml_audio_encoder.training import data as D  # noqa: E402
 from ml_audio_encoder.training import keep_freed_memory  # noqa: E402
 from ml_audio_encoder.training.codebooks import DeadCodeRestart, init_codebooks_from_data  # noqa: E402
-from ml_audio_encoder.training.config import build, load_config, make_data  # noqa: E402
+from ml_audio_encoder.training.config import build, load_config, make_data, training_phases  # noqa: E402
 from ml_audio_encoder.training.state import load_state, read_state, save_state  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -156,14 +156,16 @@ def main(argv=None):
         callbacks.append(cb.StopAfter(args.max_minutes, args.max_cpu_minutes, clock))
 
     steps = tc.get("steps_per_epoch", 500)
-    warmup_epochs = -(-int(tc.get("warmup_steps", 0)) // steps)
-    epochs = tc.get("epochs", 100)
     val_data = val.as_py_dataset(config["data"].get("val_batch_size", 8))
     verbose = 2 if os.environ.get("CI") or not sys.stdout.isatty() else 1
-    phases = [(False, min(warmup_epochs, epochs)), (True, epochs)]
+    phases, current = training_phases(tc, initial_epoch)
+    # The trainer is built adversarial; a run with no epoch left must still save the state of the phase it is in
+    # (an untrained discriminator marked adversarial would otherwise go into the compact state).
+    trainer.set_adversarial(current)
+    if not phases:
+        print(f"the schedule is complete: epoch {initial_epoch} of {tc.get('epochs', 100)} (raise train.epochs "
+              "to train on)")
     for adversarial, end_epoch in phases:
-        if initial_epoch >= end_epoch:
-            continue
         trainer.set_adversarial(adversarial)
         print(f"{'GAN' if adversarial else 'reconstruction-only warm-up'} phase: epochs {initial_epoch}..{end_epoch}")
         history = trainer.fit(train_data, epochs=end_epoch, initial_epoch=initial_epoch, steps_per_epoch=steps,

@@ -75,17 +75,32 @@ def build(config, start_step=0, warmup_steps=0):
     opt = config.get("optim", {})
     betas = tuple(opt.get("betas", (0.8, 0.99)))
     gamma, wd = opt.get("gamma", 0.999996), opt.get("weight_decay", 0.01)
-    decay_from = int(opt.get("decay_from", 0))  # a warm restart: the decay counts from this step
+    # A warm restart: the decay counts from step decay_from, and again every restart_every steps after it.
+    restart = dict(decay_from=int(opt.get("decay_from", 0)), restart_every=int(opt.get("restart_every", 0)))
     trainer = CodecTrainer(generator, discriminator, adversarial=True)
     trainer.compile(
         g_optimizer=make_optimizer(opt.get("lr", 1e-4), betas, gamma, wd, opt.get("g_clipnorm", 1000.0),
-                                   start_step, warmup_steps, decay_from),
+                                   start_step, warmup_steps, **restart),
         d_optimizer=make_optimizer(opt.get("d_lr", opt.get("lr", 1e-4)), betas, gamma, wd,
-                                   opt.get("d_clipnorm", 10.0), start_step, warmup_steps, decay_from),
+                                   opt.get("d_clipnorm", 10.0), start_step, warmup_steps, **restart),
         loss_weights=config.get("loss_weights"),
         jit_compile=config.get("train", {}).get("jit_compile", "auto"),
     )
     return trainer
+
+
+def training_phases(train_config, initial_epoch):
+    """``(phases, adversarial_now)``: the ``(adversarial, end_epoch)`` phases left to run from ``initial_epoch``
+    (the reconstruction-only warm-up of ``warmup_steps``, then the GAN phase up to ``epochs``) and whether the run is
+    in the GAN phase at ``initial_epoch`` -- also when no epoch is left."""
+    steps = train_config.get("steps_per_epoch", 500)
+    warmup_epochs = -(-int(train_config.get("warmup_steps", 0)) // steps)
+    epochs = train_config.get("epochs", 100)
+    warmup_end = min(warmup_epochs, epochs)
+    phases = [(False, warmup_end)] if initial_epoch < warmup_end else []
+    if max(initial_epoch, warmup_end) < epochs:
+        phases.append((True, epochs))
+    return phases, initial_epoch >= warmup_epochs
 
 
 def excerpt_samples(config, generator):

@@ -57,7 +57,9 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     ``decay_from`` restarts the decay: the exponent counts the steps after it (``lr · γ^max(step − decay_from, 0)``),
     so a late run can raise the learning rate again and anneal it anew (a warm restart, as in SGDR) while the step
-    count, and with it every logged curve, keeps running.
+    count, and with it every logged curve, keeps running. ``restart_every`` repeats that restart every N steps after
+    ``decay_from`` (exponent ``(step − decay_from) mod N``), so one long run goes through cycle after cycle without
+    being stopped and reconfigured at each.
 
     The ramp is for runs that continue from committed weights without the optimizer's moments (``--init-from``):
     Adam with fresh moments and a step count past its bias correction takes steps ~(1 − β1)/√(1 − β2) = 2x too
@@ -65,14 +67,19 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
     carries over a restart.
     """
 
-    def __init__(self, learning_rate, gamma=1.0, warmup_start=0, warmup_steps=0, decay_from=0):
+    def __init__(self, learning_rate, gamma=1.0, warmup_start=0, warmup_steps=0, decay_from=0, restart_every=0):
         self.learning_rate, self.gamma = float(learning_rate), float(gamma)
         self.warmup_start, self.warmup_steps = int(warmup_start), int(warmup_steps)
-        self.decay_from = int(decay_from)
+        self.decay_from, self.restart_every = int(decay_from), int(restart_every)
+        if self.restart_every < 0:
+            raise ValueError(f"restart_every must be >= 0, got {restart_every}")
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
-        lr = self.learning_rate * keras.ops.power(self.gamma, keras.ops.maximum(step - self.decay_from, 0.0))
+        exponent = keras.ops.maximum(step - self.decay_from, 0.0)
+        if self.restart_every > 0:
+            exponent = keras.ops.mod(exponent, float(self.restart_every))
+        lr = self.learning_rate * keras.ops.power(self.gamma, exponent)
         if self.warmup_steps > 0:
             ramp = (step - self.warmup_start + 1.0) / self.warmup_steps
             lr = lr * keras.ops.clip(ramp, 0.0, 1.0)
@@ -80,15 +87,16 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "gamma": self.gamma, "warmup_start": self.warmup_start,
-                "warmup_steps": self.warmup_steps, "decay_from": self.decay_from}
+                "warmup_steps": self.warmup_steps, "decay_from": self.decay_from, "restart_every": self.restart_every}
 
 
 def make_optimizer(learning_rate=1e-4, betas=(0.8, 0.99), gamma=0.999996, weight_decay=0.01, clipnorm=None,
-                   warmup_start=0, warmup_steps=0, decay_from=0):
+                   warmup_start=0, warmup_steps=0, decay_from=0, restart_every=0):
     """AdamW with DAC's per-step exponential decay (``lr · γ^step``), an optional linear warm-up and global-norm
     gradient clipping."""
     return keras.optimizers.AdamW(
-        learning_rate=WarmupExponentialDecay(learning_rate, gamma, warmup_start, warmup_steps, decay_from),
+        learning_rate=WarmupExponentialDecay(learning_rate, gamma, warmup_start, warmup_steps, decay_from,
+                                             restart_every),
         beta_1=betas[0],
         beta_2=betas[1],
         weight_decay=weight_decay,
