@@ -177,6 +177,127 @@ def test_pair_and_empty_stages_round_trip(priors):
 
 
 
+# the SHA-256 of test_payloads_are_pinned's payloads, computed with the numpy implementation of the rows before the
+# compiled kernels replaced it: the bitstream is these bits, so a change of the rows (summation order, a fused
+# multiply-add, the cap) that moves any payload fails here
+PINNED_TINY = "450273c0e68b624621be7b1c90437847471c72430e5f49143112862bb1c767c5"
+PINNED_SHIPPED = ("5353b2fa9e3ad35084ab5c1f13bbb522",  # the fast_24khz priors of step 42,263
+                  "1b0a1ce40629194dacebaa0e0527a12a0ff53bb1cbb47d4a2b1fc62c6fc8031c")
+
+
+def test_payloads_are_pinned(priors):
+    import hashlib
+
+    fitted = hashlib.sha256()  # the fixture's tables (its id also hashes the file's zip timestamps)
+    for name in sorted(priors._arrays):
+        fitted.update(name.encode() + priors._arrays[name].tobytes())
+    assert fitted.hexdigest()[:32] == "e002bf42184f168e40b6c36918761ddd", "the fit changed: the pin no longer applies"
+    rng = np.random.default_rng(2024)
+    codes = np.concatenate([rng.integers(0, K, (1, Q, 157)), markov_codes(157, seed=11)[None]])
+    levels, prev, coarse, symbols = entropy.priors.context_arrays(codes, K, 16)
+    keys = priors.stage_keys("pair", levels, prev, coarse)
+    pair = with_stage(priors, "pair", list(zip(keys[::3], symbols[::3])))  # the searched stage, hits and misses
+    h = hashlib.sha256()
+    for p in (priors, pair):
+        for kind in KINDS[::-1]:
+            payload = coder.encode(codes, p, kind, 16, 3)
+            np.testing.assert_array_equal(coder.decode(payload, codes.shape, p, kind, 16, 3), codes)
+            h.update(payload)
+    assert h.hexdigest() == PINNED_TINY
+    real = shipped()
+    if real is None or real.id != PINNED_SHIPPED[0]:
+        pytest.skip("the pinned fast_24khz priors do not ship")
+    codes = rng.integers(0, 1024, (2, 12, 301))
+    codes[1] = np.cumsum(rng.integers(0, 2, (12, 301)), axis=1) % 1024  # sticky: contexts the tables hold
+    payload = coder.encode(codes, real, "context", 13, 180) + coder.encode(codes, real, "context", 13, 5)
+    assert hashlib.sha256(payload).hexdigest() == PINNED_SHIPPED[1]
+
+
+def test_kernels_quantize_as_quantize_rows_and_check_their_indices(priors):
+    """The kernels' row quantization is :func:`quantize_rows`' (which still makes the static rows), and every index
+    they read with is checked first: out-of-range levels, contexts and blocks raise, never read past an array."""
+    from ml_audio_encoder.runtime.entropy import _kernels as kernels
+    from ml_audio_encoder.runtime.entropy.priors import STAGES
+
+    assert (kernels.PREV, kernels.COARSE, kernels.PAIR) == tuple(STAGES.index(s) for s in ("prev", "coarse", "pair"))
+    rng = np.random.default_rng(3)
+    rows = rng.dirichlet(np.full(32, 0.05), 300)
+    rows[:5] = 0.0
+    rows[:5, rng.integers(0, 32, 5)] = 1.0  # certain: capped
+    rows[5] = 1 / 32
+    rows[6, :2] = 0.5  # two equal largest weights
+    expected = quantize_rows(rows.copy())
+    scaled = rows * entropy.priors.QUANT_SCALE
+    for w in scaled:
+        kernels.quantize_row(w)
+    np.testing.assert_array_equal(scaled, expected)
+    levels, prev, coarse, symbols = entropy.priors.context_arrays(markov_codes(40, seed=2)[None], K, 16)
+    chain = priors.chain(levels, prev, coarse)
+    for bad in ((levels + Q, prev, coarse), (levels, prev + K + 1, coarse), (levels, prev, coarse - K - 1)):
+        with pytest.raises(ValueError):
+            priors.chain(*bad)
+    for blocks in (symbols // priors.block + priors.n_blocks, np.full(levels.size, -1)):
+        with pytest.raises(ValueError):
+            priors.lo_weights(chain, blocks)
+    with pytest.raises(ValueError):
+        priors.lo_weights(chain, symbols[:-1] // priors.block)
+
+
+def test_a_code_past_the_codebook_is_refused():
+    """When ``B`` does not divide ``K``, a crafted payload can decode a block and place past ``K - 1``; that code
+    becomes a later code's context, which the kernel refuses before indexing with it: CodecFileError."""
+    import constriction
+
+    k = 10  # blocks of 4: codes 10 and 11 exist in the coder's alphabet, not in the codebook
+    p = fit_priors([markov_codes(200, seed=s, k=k) for s in range(3)], k, FINGERPRINT, "tiny_test", lane_frames=16)
+    assert p.block * p.n_blocks > k
+    encoder = constriction.stream.queue.RangeEncoder()
+    model = constriction.stream.model.Categorical(perfect=False)
+    # the first code (level 0, no context) coded as block A - 1, place B - 1 under the decoder's own rows
+    chain = p.chain(np.zeros(1, np.int64), np.full(1, k), np.full(1, k))
+    block = np.array([p.n_blocks - 1], np.int32)
+    encoder.encode(block, model, p.hi_weights(chain))
+    encoder.encode(np.array([p.block - 1], np.int32), model, p.lo_weights(chain, block))
+    for _ in range(40):
+        encoder.encode(np.zeros(1, np.int32), model, np.ones((1, p.n_blocks)))
+    words = np.asarray(encoder.get_compressed(), np.uint32)
+    payload = struct.pack("<I", words.size) + words.astype("<u4").tobytes()
+    with pytest.raises(CodecFileError, match="out of range"):  # the next frame's context: the kernel's check
+        coder.decode(payload, (1, 1, 40), p, "context", 40, 1)
+
+
+def test_kernel_tables_are_checked_when_made(priors):
+    """The kernels read the stages' tables unchecked, so :class:`Tables` refuses, when made, any table that points
+    past another (a direct table past its rows, a cell index past its cells) or of the wrong shape or type."""
+    from ml_audio_encoder.runtime.entropy import _kernels as kernels
+    from ml_audio_encoder.runtime.entropy.priors import STAGES
+
+    stages = priors.stages
+    assert any(st.direct is not None for st in stages)
+
+    def tables(**change):
+        args = {name: [getattr(st, name) for st in stages]
+                for name in ("direct", "keys", "denom", "factor", "block_counts", "cell_of", "cells")}
+        for name, (s, value) in change.items():
+            args[name][s] = value
+        return kernels.Tables(K, [STAGES.index(st.name) for st in stages], args["direct"], args["keys"],
+                              args["denom"], args["factor"], args["block_counts"], args["cell_of"], args["cells"],
+                              priors._static_hi_scaled, priors._static_lo_scaled)
+
+    tables()
+    s = next(i for i, st in enumerate(stages) if st.direct is not None)
+    st = stages[s]
+    for name, bad in [("direct", np.where(np.arange(st.direct.size) == 5, st.n_rows + 1, st.direct).astype(np.int32)),
+                      ("direct", st.direct[:-1]), ("direct", st.direct.astype(np.int64)),
+                      ("cell_of", np.where(np.arange(st.cell_of.size) == 7, st.cells.shape[0], st.cell_of)
+                       .astype(st.cell_of.dtype)),
+                      ("cell_of", -np.ones_like(st.cell_of)), ("cells", st.cells[:, :-1].copy()),
+                      ("block_counts", st.block_counts[:-1]), ("denom", st.denom[:-1]),
+                      ("block_counts", st.block_counts.astype(np.int8))]:
+        with pytest.raises(ValueError):
+            tables(**{name: (s, bad)})
+
+
 def test_offsets_of_one_audio_share_a_cross_validation_fold():
     """fit_priors' held-out costs (which pick the backoff strengths and become ``expected_bits``) never test on
     audio whose codes at another offset were fitted: sequences of one group stay in one fold."""

@@ -7,7 +7,8 @@ fewer bits on the codes those priors expect. Lossless: the decoded codes are the
 
 This module is the store: the priors that ship beside a preset's weights (``pretrained/<preset>/priors.npz``, named
 in its ``metadata.json`` and verified by SHA-256), found by model (:func:`priors_for`) or by the prior id a file
-carries (:func:`find_priors`). numpy and constriction only: no Keras, no TensorFlow.
+carries (:func:`find_priors`). numpy, constriction and its own compiled kernels (:mod:`._kernels`, Cython) only: no
+Keras, no TensorFlow.
 """
 
 from __future__ import annotations

@@ -39,9 +39,12 @@ import io
 import json
 import math
 import os
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from . import _kernels
 
 PRIORS_FORMAT = "ml_audio_encoder.priors"
 PRIORS_VERSION = 1
@@ -53,6 +56,19 @@ QUANT_SCALE = float(1 << 24)  # w = floor(p * 2^24) + 1
 CAP = (11, 12)  # the largest weight of a row is at most 11/12 of the row: each code costs >= log2(12/11) bits
 MAX_CODEBOOK = 1 << 16  # priors hold codes as uint16
 _BATCH = 1024  # symbols per row batch (1024 x K float64 = 8 MB at K = 1024)
+
+
+def _compiled():
+    """The compiled kernels (``_kernels.pyx``, built by ``pip install``), imported when context rows are first
+    needed: a source tree used without an install (``PYTHONPATH``, as on a training machine) still trains, reads
+    bit-packed files and fits priors."""
+    try:
+        from . import _kernels
+    except ImportError as exc:
+        raise ImportError(f"the entropy coder's compiled kernels are not built ({exc}): install the package with "
+                          "pip (it compiles ml_audio_encoder/runtime/entropy/_kernels.pyx; needs a C compiler)"
+                          ) from None
+    return _kernels
 
 
 class PriorsError(ValueError):
@@ -102,11 +118,21 @@ def block_size(codebook_size: int) -> tuple[int, int]:
 
 class Chain(NamedTuple):
     """:meth:`Priors.chain` of n symbols: their levels, the static part's factor, and per stage ``(stage, each
-    symbol's row, coef · 2^24)`` (the stage's missing-context row, coefficient times zero counts, where it has none)."""
+    symbol's row, coef · 2^24)`` (the stage's missing-context row, coefficient times zero counts, where it has none).
+    ``rows`` and ``coefs`` are the same per-stage values as ``(stages, n)`` arrays, and ``hi`` the block weights
+    (:meth:`Priors.hi_weights`), which the compiled kernel makes in the same pass as the chain."""
 
     levels: np.ndarray
     post: np.ndarray
     stages: list
+    rows: np.ndarray
+    coefs: np.ndarray
+    hi: np.ndarray
+
+
+def _ints(values: np.ndarray) -> np.ndarray:
+    """``values`` as a contiguous int64 array (a copy only when needed), the kernels' type of codes and indices."""
+    return np.ascontiguousarray(values, np.int64)
 
 
 def _chosen(w: np.ndarray, rows: np.ndarray, symbols: np.ndarray) -> np.ndarray:
@@ -233,6 +259,7 @@ class Priors:
         self._static_hi_scaled = (block_totals + self.alpha * block_sizes) / (totals + self.alpha * k) * QUANT_SCALE
         padded[:, :k] = self._static_scaled
         self._static_lo_scaled = padded.reshape(self.n_levels, self.n_blocks, self.block)
+        self._tables = self._kernel_tables()
         self._arrays = arrays
         self._raw = raw
         self._id: str | None = None
@@ -349,36 +376,46 @@ class Priors:
         ``coarse`` (both ``K`` where absent)."""
         return stage_keys(stage, levels, prev, coarse, self.codebook_size)
 
+    def _kernel_tables(self) -> _kernels.Tables:
+        """The stages' tables as the kernels take them (:class:`._kernels.Tables`, which checks every index it will
+        read with). Counts of different stages are brought to one type (the widest exact one: every value stays the
+        same integer, so every product with a float64 coefficient stays the same); the stage keeps the promoted
+        array, so nothing is held twice."""
+        stages = self.stages
+        if stages:
+            for name in ("block_counts", "cells", "cell_of"):
+                dtype = np.result_type(*(getattr(st, name).dtype for st in stages))
+                for st in stages:
+                    setattr(st, name, np.ascontiguousarray(getattr(st, name), dtype))
+        return _compiled().Tables(
+            self.codebook_size, [STAGES.index(st.name) for st in stages],  # _kernels.PREV, COARSE, PAIR
+            [st.direct for st in stages], [st.keys for st in stages], [st.denom for st in stages],
+            [st.factor for st in stages], [st.block_counts for st in stages], [st.cell_of for st in stages],
+            [st.cells for st in stages], self._static_hi_scaled, self._static_lo_scaled)
+
     def chain(self, levels: np.ndarray, prev: np.ndarray, coarse: np.ndarray) -> Chain:
-        """The backoff chain of symbols at ``levels`` (int64 arrays of length n) with these contexts, in its affine
-        form: with ``f_s = beta / (n(ctx) + beta)`` for each stage that holds the context,
+        """The backoff chain of symbols at ``levels`` (integer arrays of length n) with these contexts, in its
+        affine form: with ``f_s = beta / (n(ctx) + beta)`` for each stage that holds the context,
         ``p = (prod_s f_s) · static + sum_s (prod_{s' after s} f_s') · n_s(ctx, ·) / (n_s(ctx) + beta)``; both coded
         parts of a code (:meth:`hi_weights`, :meth:`lo_weights`) are read from it. A stage without the context has
-        ``f_s = 1`` and no counts (:class:`_Stage`)."""
-        found = [(stage, stage.find(levels, prev, coarse, self.codebook_size)) for stage in self.stages]
-        post, coefs = np.ones(levels.size), []
-        for stage, rows in reversed(found):  # the factor of each stage's counts is the product of those after it
-            coefs.append(post * QUANT_SCALE / stage.denom[rows])  # = (post / denom) · 2^24: scaling by 2^k is exact
-            post *= stage.factor[rows]
-        return Chain(levels, post, [(stage, rows, coef) for (stage, rows), coef in zip(found, reversed(coefs))])
+        ``f_s = 1`` and no counts (:class:`_Stage`). One compiled pass (:meth:`._kernels.Tables.chain_hi`) makes the
+        chain and the block weights; ``ValueError`` if a level or context code is out of range."""
+        levels = _ints(levels)
+        rows, coefs, post, hi = self._tables.chain_hi(levels, _ints(prev), _ints(coarse))
+        return Chain(levels, post, [(stage, rows[i], coefs[i]) for i, stage in enumerate(self.stages)], rows, coefs,
+                     hi)
 
     def hi_weights(self, chain: Chain) -> np.ndarray:
         """Integer weights ``(n, A)`` (float64, exact integers) of each symbol's block ``code // B``: the chain's
-        probabilities summed over each block of :attr:`block` codes, then :func:`quantize_scaled`."""
-        x = self._static_hi_scaled[chain.levels]
-        x *= chain.post[:, None]
-        for stage, rows, scaled in chain.stages:
-            x += stage.block_counts[rows] * scaled[:, None]
-        return quantize_scaled(x)
+        probabilities summed over each block of :attr:`block` codes, then quantized as :func:`quantize_scaled`
+        does. Made with the chain (the array is the chain's: not to be changed in place)."""
+        return chain.hi
 
     def lo_weights(self, chain: Chain, hi: np.ndarray) -> np.ndarray:
         """Integer weights ``(n, B)`` of each symbol's code within its block ``hi`` (the chain's probabilities of
-        codes ``hi · B .. hi · B + B - 1``; codes past ``K`` have probability 0, so weight 1)."""
-        x = self._static_lo_scaled[chain.levels, hi]
-        x *= chain.post[:, None]
-        for stage, rows, scaled in chain.stages:
-            x += stage.cells[stage.cell_of[rows * self.n_blocks + hi]] * scaled[:, None]
-        return quantize_scaled(x, whole=False)
+        codes ``hi · B .. hi · B + B - 1``; codes past ``K`` have probability 0, so weight 1), one compiled pass
+        (:meth:`._kernels.Tables.lo_rows`); ``ValueError`` if a block is out of range."""
+        return self._tables.lo_rows(chain.levels, _ints(hi), chain.rows, chain.coefs, chain.post)
 
     def code_lengths(self, codes: np.ndarray, kind: str = "context", lane_frames: int | None = None) -> np.ndarray:
         """Ideal bits per code of each level of ``codes`` ``(channels, levels, frames)`` under ``kind``'s
