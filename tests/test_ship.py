@@ -203,3 +203,26 @@ def test_the_shipped_folders_are_consistent(preset):
 
 def test_the_default_model_ships():
     assert presets.DEFAULT_PRESET in SHIPPED and presets.has_pretrained(presets.DEFAULT_PRESET)
+
+
+def test_fit_priors_skips_slices_shorter_than_a_hop(tiny_model, tmp_path):
+    """The training split holds sound effects of a few milliseconds and files with fewer samples than the manifest
+    lists: an offset past their end gave an empty slice (and the whole fit failed); now such slices are skipped and
+    each sequence's excerpt is kept for the grouped cross-validation."""
+    import soundfile as sf
+    from conftest import sweep
+
+    from train import fit_priors
+
+    sr = tiny_model.sample_rate
+    paths = {name: str(tmp_path / f"{name}.wav") for name in ("long", "blip", "lying")}
+    sf.write(paths["long"], sweep(0.5, sr), sr)
+    blip = tiny_model.hop_length // 2
+    sf.write(paths["blip"], sweep(0.5, sr)[:blip], sr)
+    sf.write(paths["lying"], sweep(0.5, sr)[:6], sr)  # the manifest says 1 s
+    excerpts = [{"path": paths["blip"], "seconds": blip / sr}, {"path": paths["long"], "seconds": 0.5},
+                {"path": paths["lying"], "seconds": 1.0}]
+    codes, groups = fit_priors.encode_excerpts(tiny_model, excerpts, shifts=(0.0, 0.5))
+    assert groups == [1, 1]
+    frames = int(0.5 * sr) // tiny_model.hop_length
+    assert len(codes) == 2 and all(c.ndim == 2 and frames - 1 <= c.shape[1] <= frames + 1 for c in codes)

@@ -67,28 +67,35 @@ def select_excerpts(manifest: str, split: str = "train", seconds_per_source: flo
 
 
 def encode_excerpts(model, excerpts: list[dict], verbose: bool = False,
-                    shifts: tuple[float, ...] = (0.0,)) -> list[np.ndarray]:
+                    shifts: tuple[float, ...] = (0.0,)) -> tuple[list[np.ndarray], list[int]]:
     """All-level codes ``(levels, frames)`` of each excerpt (mono), coded as ``mlae compress`` codes a file, once
-    per offset in ``shifts`` (fractions of the model's hop; the excerpt starts that much later): excerpt-major,
-    ``len(excerpts) * len(shifts)`` sequences."""
+    per offset in ``shifts`` (fractions of the model's hop; the excerpt starts that much later), excerpt-major, and
+    the index of the excerpt each sequence came from. An offset that leaves less than one hop of audio is skipped:
+    such a slice is mostly the coder's padding, and an empty one is not audio at all (game sound effects of a few
+    milliseconds, and files holding fewer samples than the manifest lists, are in the training split)."""
     import soundfile as sf
 
     from ml_audio_encoder.runtime import audio_io
     from ml_audio_encoder.runtime.compress import compress
 
-    out = []
+    out, groups = [], []
     for i, ex in enumerate(excerpts):
         with sf.SoundFile(ex["path"]) as f:  # read once: the excerpt and as much past it as the largest offset
             sr = f.samplerate
             offsets = [int(round(shift * model.hop_length * sr / model.sample_rate)) for shift in shifts]
             length = int(round(ex["seconds"] * sr))
             audio = audio_io.to_mono(f.read(length + max(offsets), dtype="float32", always_2d=True).T)
+        hop = model.hop_length * sr / model.sample_rate
         for offset in offsets:
-            f = compress(model, audio[None, offset : offset + length], sample_rate=sr, entropy="none")
+            piece = audio[None, offset : offset + length]
+            if piece.shape[-1] < hop:
+                continue
+            f = compress(model, piece, sample_rate=sr, entropy="none")
             out.append(np.asarray(f.codes[0]))
+            groups.append(i)
         if verbose:
             print(f"  [{i + 1}/{len(excerpts)}] {os.path.relpath(ex['path'], ROOT)} {ex['seconds']:.1f} s", flush=True)
-    return out
+    return out, groups
 
 
 def fit_model_priors(model, manifest: str = DEFAULT_MANIFEST, split: str = "train",
@@ -104,8 +111,9 @@ def fit_model_priors(model, manifest: str = DEFAULT_MANIFEST, split: str = "trai
     excerpts = select_excerpts(manifest, split, seconds_per_source)
     if not excerpts:
         raise ValueError(f"{manifest}: no {split} audio to fit priors on")
-    codes = encode_excerpts(model, excerpts, verbose, shifts)
-    groups = [i for i in range(len(excerpts)) for _ in shifts]
+    codes, groups = encode_excerpts(model, excerpts, verbose, shifts)
+    if not codes:
+        raise ValueError(f"{manifest}: no {split} excerpt is a hop long")
     encode_s = time.perf_counter() - t0
     seconds = sum(ex["seconds"] for ex in excerpts)
     by_domain = collections.Counter()
