@@ -7,6 +7,11 @@ CPU-hours, beside Opus on the same clips (``dev_opus.json``), and print them as 
 
 Four panels: mel distance and ViSQOL, for speech and for music (lower mel, higher ViSQOL is better). The x axis is
 cumulative training CPU time, so runs that shared a machine or continued over sessions compare fairly.
+
+It also prints how much the dev mel fell over the last ``--trend`` CPU-hours (issue 11's rule: a curve less than 2%
+better over the last 3 CPU-hours is flat), as the best check up to then against the best check so far: warm restarts
+make the curve a saw (each cycle's first checks are ~2% worse, its last the best), so a mean of the checks at a
+given time says more about where in its cycle the run was than about how far it has come.
 """
 
 from __future__ import annotations
@@ -29,6 +34,18 @@ def read_dev(run_dir):
         with open(ref_path) as f:
             ref = json.load(f)
     return rows, ref
+
+
+def trend(rows, hours=3.0, key="mel"):
+    """``(then, now, change)``: the best (lowest) ``key`` of one run's dev checks up to ``hours`` CPU-hours before
+    its last check, the best of all its checks, and the relative change (negative: better). ``None`` when the run
+    is not ``hours`` long."""
+    pts = [(r["cpu_hours"], r[key]) for r in rows if key in r]
+    if not pts or pts[-1][0] - pts[0][0] < hours:
+        return None
+    then = min(v for h, v in pts if h <= pts[-1][0] - hours)
+    now = min(v for _, v in pts)
+    return then, now, now / then - 1.0
 
 
 def table(runs, labels):
@@ -79,10 +96,17 @@ def main(argv=None):
     p.add_argument("--labels", nargs="*")
     p.add_argument("--out", help="PNG to write")
     p.add_argument("--title")
+    p.add_argument("--trend", type=float, default=3.0, metavar="HOURS",
+                   help="print the dev mel's change over the last HOURS CPU-hours (default 3)")
     args = p.parse_args(argv)
     labels = args.labels or [os.path.basename(os.path.normpath(r)) for r in args.runs]
     runs = [read_dev(r) for r in args.runs]
     print(table(runs, labels))
+    for (rows, _), label in zip(runs, labels):
+        t = trend(rows, args.trend)
+        if t:
+            print(f"{label}: best dev mel {t[0]:.4f} -> {t[1]:.4f} ({100 * t[2]:+.1f}%) over the last "
+                  f"{args.trend:g} CPU-hours")
     if args.out:
         plot(runs, labels, args.out, args.title)
 
