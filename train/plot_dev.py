@@ -25,9 +25,16 @@ PANELS = (("mel/speech", "mel distance, speech"), ("mel/music", "mel distance, m
           ("visqol/speech", "ViSQOL, speech (16 kHz)"), ("visqol/music", "ViSQOL, music (48 kHz)"))
 
 
+TEXT_COLUMNS = ("time", "weights")  # when the check ran; what train/dev_check.py scored
+
+
 def read_dev(run_dir):
+    """``(rows, Opus reference)`` of a run's ``dev.csv``, rows in order of CPU-hours (``train/dev_check.py`` may
+    append a stopped run's last check after rows of the run that went on)."""
     with open(os.path.join(run_dir, "dev.csv")) as f:
-        rows = [{k: float(v) for k, v in r.items() if v not in ("", None) and k != "time"} for r in csv.DictReader(f)]
+        rows = [{k: float(v) for k, v in r.items() if v not in ("", None) and k not in TEXT_COLUMNS}
+                for r in csv.DictReader(f)]
+    rows.sort(key=lambda r: r["cpu_hours"])
     ref_path = os.path.join(run_dir, "dev_opus.json")
     ref = None
     if os.path.exists(ref_path):
