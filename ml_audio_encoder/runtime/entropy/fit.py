@@ -23,8 +23,9 @@ BETA_GRID = tuple(float(2.0**e) for e in range(-1, 13))  # 0.5 .. 4096
 ALPHA = 0.5  # add-alpha smoothing of the static counts
 # (context, code) pairs seen fewer times are pruned. Fitted on the training split coded at four offsets
 # (train/fit_priors.py), dev split, 12 levels, speech: 2 -> 18.7% saved, 6.2M entries; 3 -> 18.0%, 4.2M; 4 -> 17.3%,
-# 3.0M (docs/entropy_coding.md).
-MIN_COUNT = 3
+# 3.0M. At eight offsets (twice the counts) with the step-61,742 codes: 3 -> 17.3%, 7.9M; 4 -> 17.0%, 6.1M; 5 -> 16.7%,
+# 4.9M; 6 -> 16.3%, 4.0M, where four offsets and 3 gave 16.0%, 4.5M (docs/entropy_coding.md).
+MIN_COUNT = 4
 # stage -> levels it models, in chain order (the later stage has the last word). Measured on the development split
 # with fast_24khz's codes fitted on the whole training pack (docs/entropy_coding.md): the previous frame predicts
 # every level, not only the first (bits per code 9.0 -> 7.0 at 8 levels on speech), better on top of the coarse
@@ -97,7 +98,7 @@ def _folds(sequences: Sequence[np.ndarray],
 
 
 def _held_out(folds, q: int, k: int, alpha: float, betas: dict[str, np.ndarray], upto: int,
-              candidates: Sequence[float] | None = None, lane_frames: int | None = None):
+              candidates: Sequence[float] | None = None, lane_frames: int | None = None, min_count: int = MIN_COUNT):
     """Held-out bits per level of the static prior and of the chain of the first ``upto`` stages.
 
     With ``candidates``, the last of those stages is evaluated at every candidate beta: returns ``(static bits
@@ -113,7 +114,7 @@ def _held_out(folds, q: int, k: int, alpha: float, betas: dict[str, np.ndarray],
         per_level += np.bincount(test.levels, minlength=q)
         for i, (name, _) in enumerate(STAGE_PLAN[:upto]):
             mask_fit, keys_fit = _stage_keys(name, fit, k)
-            table = _table(keys_fit[mask_fit], fit.codes[mask_fit], k, MIN_COUNT)
+            table = _table(keys_fit[mask_fit], fit.codes[mask_fit], k, min_count)
             mask, keys = _stage_keys(name, test, k)
             n_joint, n_ctx = _lookup(table, keys, test.codes, k)
             use = mask & (n_ctx > 0)
@@ -132,7 +133,8 @@ def _held_out(folds, q: int, k: int, alpha: float, betas: dict[str, np.ndarray],
 
 def fit_priors(sequences: Sequence[np.ndarray], codebook_size: int, fingerprint: str, preset: str = "",
                lane_frames: int | None = None, alpha: float = ALPHA, beta_grid: Sequence[float] = BETA_GRID,
-               fit_info: dict[str, Any] | None = None, groups: Sequence[int] | None = None) -> Priors:
+               fit_info: dict[str, Any] | None = None, groups: Sequence[int] | None = None,
+               min_count: int = MIN_COUNT) -> Priors:
     """Fit priors to code sequences ``(levels, frames)`` (one per file or excerpt, all levels of the model).
 
     ``lane_frames`` (the coder's lane length at the model's frame rate, :func:`.coder.block_layout`) makes the
@@ -140,6 +142,7 @@ def fit_priors(sequences: Sequence[np.ndarray], codebook_size: int, fingerprint:
     ``fingerprint`` is the weights' SHA-256 (``model.fingerprint()``): the priors are refused with other weights.
     ``fit_info`` (what data, how much) is stored in the priors' metadata.
     ``groups`` (one label per sequence) keeps sequences of the same audio in one cross-validation fold.
+    ``min_count``: (context, code) pairs seen fewer times are left out of the tables (and of the held-out fits).
     """
     t0 = time.perf_counter()
     if groups is not None:
@@ -160,9 +163,10 @@ def fit_priors(sequences: Sequence[np.ndarray], codebook_size: int, fingerprint:
     # beta per stage and level, greedily in stage order, each on top of the stages already tuned
     betas = {name: np.ones(q) for name, _ in STAGE_PLAN}
     for i, (name, _) in enumerate(STAGE_PLAN):
-        _, bits, _ = _held_out(folds, q, k, alpha, betas, i + 1, beta_grid, lane_frames)
+        _, bits, _ = _held_out(folds, q, k, alpha, betas, i + 1, beta_grid, lane_frames, min_count)
         betas[name] = np.asarray(beta_grid, np.float64)[np.argmin(bits, axis=0)]
-    static_bits, chain_bits, per_level = _held_out(folds, q, k, alpha, betas, len(STAGE_PLAN), None, lane_frames)
+    static_bits, chain_bits, per_level = _held_out(folds, q, k, alpha, betas, len(STAGE_PLAN), None, lane_frames,
+                                                   min_count)
     per_level = np.maximum(per_level, 1)
 
     everything = _Samples(seqs, k, lane_frames)
@@ -172,7 +176,7 @@ def fit_priors(sequences: Sequence[np.ndarray], codebook_size: int, fingerprint:
     arrays["static_counts"] = counts.astype(np.uint32)
     for name, _ in STAGE_PLAN:
         mask, keys = _stage_keys(name, everything, k)
-        table = _table(keys[mask], everything.codes[mask], k, MIN_COUNT)
+        table = _table(keys[mask], everything.codes[mask], k, min_count)
         for part in ("keys", "ptr", "codes", "counts"):
             arrays[f"{name}_{part}"] = table[part]
         arrays[f"{name}_beta"] = betas[name]
