@@ -61,17 +61,17 @@ def load_generator(source):
     weights, config). ``source``: a compact state folder, a checkpoint (``checkpoints/`` or a ``step-*`` folder),
     or a preset name (its shipped weights)."""
     from ml_audio_encoder import MLAudioEncoder
-    from ml_audio_encoder.models import presets
+    from ml_audio_encoder.training.state import load_generator as load_state_generator
     from ml_audio_encoder.training.state import read_state
-    from ml_audio_encoder.weights import assign, load_arrays, load_weights
+    from ml_audio_encoder.weights import assign, load_arrays
 
     if os.path.isdir(source) and (record := read_state(source)) is not None:
         model = MLAudioEncoder.from_preset(record["preset"], pretrained=False)
+        try:
+            load_state_generator(model, source)
+        except ValueError as exc:
+            raise SystemExit(f"{source}: {exc}") from None
         gen = record["generator"]
-        path = presets.pretrained_path(gen["shipped"]) if "shipped" in gen else os.path.join(source, gen["file"])
-        load_weights(model, path)
-        if model.fingerprint() != gen["fingerprint"]:
-            raise SystemExit(f"{source}: the weights do not give the state's fingerprint {gen['fingerprint'][:12]}…")
         config = record.get("config")
         return model, {"preset": record["preset"], "step": record["step"],
                        "cpu_hours": record["cpu_seconds"] / 3600.0,

@@ -88,13 +88,9 @@ def read_state(folder):
         return json.load(f)
 
 
-def load_state(trainer, folder):
-    """Load generator (and discriminator) weights of the state in ``folder`` into ``trainer`` and set both
-    optimizers' step counters to the stored step; returns the record.
-
-    Build the trainer with ``training.config.build(config, start_step=record["step"], warmup_steps=...)`` so the
-    learning rate ramps up from there.
-    """
+def load_generator(model, folder):
+    """Load the generator weights of the state in ``folder`` (its own file, or the shipped weights it points at)
+    into ``model``, checked against the recorded fingerprint; returns the record."""
     from ..models import presets
     from ..weights import load_weights
 
@@ -103,12 +99,25 @@ def load_state(trainer, folder):
         raise FileNotFoundError(f"no {STATE_FILE} in {folder}")
     gen = record["generator"]
     if "shipped" in gen:
-        load_weights(trainer.generator, presets.pretrained_path(gen["shipped"]))
+        load_weights(model, presets.pretrained_path(gen["shipped"]))
     else:
-        load_weights(trainer.generator, os.path.join(folder, gen["file"]))
-    if trainer.generator.fingerprint() != gen["fingerprint"]:
+        load_weights(model, os.path.join(folder, gen["file"]))
+    if model.fingerprint() != gen["fingerprint"]:
         raise ValueError(f"generator weights for {folder} do not give the recorded fingerprint "
                          f"{gen['fingerprint'][:12]}… (shipped weights replaced since the state was written?)")
+    return record
+
+
+def load_state(trainer, folder):
+    """Load generator (and discriminator) weights of the state in ``folder`` into ``trainer`` and set both
+    optimizers' step counters to the stored step; returns the record.
+
+    Build the trainer with ``training.config.build(config, start_step=record["step"], warmup_steps=...)`` so the
+    learning rate ramps up from there.
+    """
+    from ..weights import load_weights
+
+    record = load_generator(trainer.generator, folder)
     if record.get("discriminator"):
         load_weights(trainer.discriminator, os.path.join(folder, record["discriminator"]["file"]))
     for optimizer in (trainer.g_optimizer, trainer.d_optimizer):
