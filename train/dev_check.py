@@ -38,21 +38,18 @@ def _checkpoint_folder(path):
         with open(pointer_path) as f:
             pointer = json.load(f)
         return os.path.join(path, pointer["folder"]), pointer
-    if os.path.basename(os.path.normpath(path)).startswith("step-") and os.path.exists(
-            os.path.join(path, "generator.npz")):
+    parent, name = os.path.split(os.path.normpath(path))
+    if name.startswith("step-") and os.path.exists(os.path.join(path, "generator.npz")):
         pointer = {}
-        parent = os.path.dirname(os.path.normpath(path))
         for which in ("latest", "best"):  # the step, epoch and CPU time live in the pointer that named it
             try:
                 with open(os.path.join(parent, f"{which}.json")) as f:
                     record = json.load(f)
             except (OSError, ValueError):
                 continue
-            if record.get("folder") == os.path.basename(os.path.normpath(path)):
+            if record.get("folder") == name:
                 pointer = record
-        if not pointer:
-            pointer = {"step": int(os.path.basename(os.path.normpath(path))[5:])}
-        return path, pointer
+        return path, pointer or {"step": int(name[len("step-"):])}
     return None
 
 
@@ -80,10 +77,10 @@ def load_generator(source):
     if os.path.isdir(source) and (found := _checkpoint_folder(source)) is not None:
         folder, pointer = found
         arrays, meta = load_arrays(os.path.join(folder, "generator.npz"))
-        config = (meta or {}).get("config", {})
-        model = MLAudioEncoder.from_config(config) if config else None
-        if model is None:
+        config = (meta or {}).get("config")
+        if not config:
             raise SystemExit(f"{folder}: the checkpoint names no generator config")
+        model = MLAudioEncoder.from_config(config)
         assign(model.weights, arrays, "generator")
         return model, {"preset": config.get("preset"), "step": pointer.get("step"),
                        "cpu_hours": float(pointer["cpu_seconds"]) / 3600.0 if "cpu_seconds" in pointer else None,
