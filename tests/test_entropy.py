@@ -184,8 +184,8 @@ def test_pair_and_empty_stages_round_trip(priors):
 # implementation of the rows before the compiled kernels replaced it (and the shipped step-42,263 priors' pin too,
 # which the kernels matched); PINNED_SHIPPED, re-pinned with each reship, by the kernels.
 PINNED_TINY = "450273c0e68b624621be7b1c90437847471c72430e5f49143112862bb1c767c5"
-PINNED_SHIPPED = ("ee573b8c2daee90f5c133202e47e031b",  # the fast_24khz priors of step 68,243
-                  "74d9e9316d6027b59a8a88ac3fd4e722b0509401a88a6d73bc552eac67a94158")
+PINNED_SHIPPED = ("fcbdc032a8507fe8d16e4632fe55ac55",  # fast_24khz priors, step 74,715, with more music
+                  "4dda948903b81e622ac915349b3b8d29935d9895dd002a1de2e63e98950d6c20")
 
 
 def test_payloads_are_pinned(priors):

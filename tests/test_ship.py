@@ -102,10 +102,11 @@ def test_shipped_priors_code_files_of_the_shipped_weights(shipped, tmp_path):
     codec = load_model("tiny_test")
     priors = entropy.priors_for(codec)
     assert priors is not None and priors.fingerprint == meta["fingerprint"]
-    assert priors.meta["fit"]["seconds"] == pytest.approx(8.0) and priors.meta["fit"]["split"] == "train"
-    # each excerpt coded at the eight offsets of fit_priors.SHIFTS
-    assert priors.meta["fit"]["shifts"] == list(fit_priors.SHIFTS) == [i / 8 for i in range(8)]
-    assert priors.meta["fit"]["sequences"] == 8 * priors.meta["fit"]["excerpts"]
+    fit = priors.meta["fit"]
+    assert fit["seconds"] == pytest.approx(8.0) and fit["split"] == "train"
+    # --priors-manifest replaces the default data; each excerpt coded at the eight offsets of fit_priors.SHIFTS
+    assert [part["shifts"] for part in fit["parts"]] == [list(fit_priors.SHIFTS)] == [[i / 8 for i in range(8)]]
+    assert fit["sequences"] == 8 * fit["excerpts"] and fit["min_count"] == entropy.fit.MIN_COUNT
     assert priors.id == meta["files"]["priors.npz"][:32]
     f = compress(codec, sweep(0.5, 16000)[None], sample_rate=16000)
     assert f.entropy == "context"
@@ -179,7 +180,7 @@ def test_a_compact_state_ships_like_its_checkpoint(tiny_model, tmp_path):
 # The weights each shipped preset folder must hold (train/ship.py prints the fingerprint); a reship updates these.
 SHIPPED = {
     "small_24khz": "180604ba8b5074b7906669fbce8240802464df05b93fb1c752238aa7dc0350b5",
-    "fast_24khz": "dcf702735037995309e770946d2d259eefadb38a33e07c2bc00d8a5fa2985f52",
+    "fast_24khz": "33b8f283aedbcc6231a26d8922f092404e417be5e5a7ebb4e653d39fdba3aaaf",
 }
 
 
@@ -197,8 +198,16 @@ def test_the_shipped_folders_are_consistent(preset):
     from ml_audio_encoder.runtime.entropy import Priors
 
     priors = Priors.load(presets.pretrained_file(preset, meta["priors"]))
-    # fitted on the whole training pack (101 min, each excerpt at eight offsets): ~10 MiB, well under the weights
-    assert priors.fingerprint == meta["fingerprint"] and priors.size_bytes < 12 << 20
+    # fitted on the whole training pack (101 min, each excerpt at eight offsets) and, for the default model, the
+    # manifest's music (129 min at four): ~12 MiB, well under the weights
+    assert priors.fingerprint == meta["fingerprint"] and priors.size_bytes < 14 << 20
+    if preset == presets.DEFAULT_PRESET:
+        from train import fit_priors
+
+        parts = priors.meta["fit"]["parts"]
+        assert [(p["domains"], len(p["shifts"])) for p in parts] == [(None, 8), (["music"], 4)]
+        assert [p["manifest"] for p in parts] == [os.path.relpath(d.manifest, fit_priors.ROOT)
+                                                  for d in fit_priors.DEFAULT_DATA]
 
 
 def test_the_default_model_ships():
@@ -226,3 +235,24 @@ def test_fit_priors_skips_slices_shorter_than_a_hop(tiny_model, tmp_path):
     assert groups == [1, 1]
     frames = int(0.5 * sr) // tiny_model.hop_length
     assert len(codes) == 2 and all(c.ndim == 2 and frames - 1 <= c.shape[1] <= frames + 1 for c in codes)
+
+
+def test_fit_priors_fits_on_every_part_of_its_data(tiny_model, tmp_path):
+    """The default data is two parts (the pack's training split at eight offsets, the music of the full manifest's at
+    four): each part's excerpts are coded at its own offsets, filtered to its domains, and never share a
+    cross-validation fold with another part's; the metadata says what each part held."""
+    from train import fit_priors
+
+    assert [p.domains for p in fit_priors.DEFAULT_DATA] == [None, ("music",)]
+    assert [len(p.shifts) for p in fit_priors.DEFAULT_DATA] == [8, 4]
+    manifest = _manifest(tmp_path)
+    data = (fit_priors.FitData(manifest, (0.0, 0.5), seconds_per_source=1.0),
+            fit_priors.FitData(manifest, (0.0, 0.25, 0.5, 0.75), ("music",), seconds_per_source=1.0))
+    priors = fit_priors.fit_model_priors(tiny_model, data, min_count=1)
+    fit = priors.meta["fit"]
+    assert [(part["excerpts"], part["domains"], len(part["shifts"])) for part in fit["parts"]] == [
+        (4, None, 2), (1, ["music"], 4)]
+    assert fit["excerpts"] == 5 and fit["sequences"] == 4 * 2 + 1 * 4 and fit["min_count"] == 1
+    assert fit["seconds_by_domain"] == {"general": 1.0, "music": 2.0, "speech": 2.0}
+    with pytest.raises(ValueError, match="no train audio"):
+        fit_priors.fit_model_priors(tiny_model, fit_priors.FitData(manifest, domains=("birdsong",)))

@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """Fit the entropy priors of a model's codes on the training split, and ship them beside its weights.
 
-    python train/fit_priors.py --preset fast_24khz [--seconds-per-source S] [--shifts 0,0.25,0.5,0.75]
-        [--manifest data/pack/pack_manifest.csv]
+    python train/fit_priors.py --preset fast_24khz [--min-count 5]
+    python train/fit_priors.py --preset fast_24khz --manifest data/pack/pack_manifest.csv [--seconds-per-source S]
+        [--shifts 0,0.25,0.5,0.75]
 
-Encodes the training audio of every source in the manifest (all of it, or the first ``--seconds-per-source``
-seconds of each source; in manifest order, excerpts of at most 60 s, mono, loudness-normalized as ``mlae compress``
-does), once per offset in ``--shifts`` (fractions of a hop: a file can start anywhere, so the codes of the same
-audio a fraction of a frame later are as likely, and they are other codes), with the preset's **shipped** weights,
-fits :class:`~ml_audio_encoder.runtime.entropy.Priors` to all levels
-of those codes (:func:`~ml_audio_encoder.runtime.entropy.fit.fit_priors`), writes ``pretrained/PRESET/priors.npz``
+Encodes training audio (:data:`DEFAULT_DATA`: the data pack's training split at eight offsets, and the music of
+``data/manifest.csv``'s training split at four; with ``--manifest``, that manifest's training split only, at
+``--shifts``) with the preset's **shipped** weights: the training audio of every source (all of it, or the first
+``--seconds-per-source`` seconds of each source; in manifest order, excerpts of at most 60 s, mono,
+loudness-normalized as ``mlae compress`` does), once per offset (fractions of a hop: a file can start anywhere, so
+the codes of the same audio a fraction of a frame later are as likely, and they are other codes). Then it fits
+:class:`~ml_audio_encoder.runtime.entropy.Priors` to all levels of those codes
+(:func:`~ml_audio_encoder.runtime.entropy.fit.fit_priors`), writes ``pretrained/PRESET/priors.npz``
 and records it in that folder's ``metadata.json`` (file name under ``priors``, SHA-256 under ``files``). The priors
 name the weights' fingerprint, so they are refused with any other weights; re-run this after the weights change
 (``train/ship.py`` does it by itself when it ships).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import sys
@@ -33,7 +37,7 @@ import numpy as np  # noqa: E402
 from ml_audio_encoder.models import presets  # noqa: E402
 from ml_audio_encoder.runtime.entropy import PRIORS_FILE, Priors  # noqa: E402
 from ml_audio_encoder.runtime.entropy.coder import block_layout  # noqa: E402
-from ml_audio_encoder.runtime.entropy.fit import fit_priors  # noqa: E402
+from ml_audio_encoder.runtime.entropy.fit import MIN_COUNT, fit_priors  # noqa: E402
 
 DEFAULT_MANIFEST = os.path.join(ROOT, "data", "pack", "pack_manifest.csv")
 # The whole training split of the pack (101 minutes): with fast_24khz's near-uniform codes, fitting on 9.3 minutes
@@ -46,6 +50,38 @@ MAX_EXCERPT = 60.0
 # eight 17.0% with pairs seen fewer than 4 times pruned instead of 3 (step-61,742 codes; docs/entropy_coding.md).
 # ~8 minutes of encoding.
 SHIFTS = tuple(i / 8 for i in range(8))
+# The pack holds 45 minutes of music, the manifest's training split 129 (each file's first 60 s): with those added at
+# four offsets, music at 12 levels saved 16.6% instead of 15.5% on the dev split for 11.6 MiB of priors instead of
+# 9.6 (pairs seen fewer than 5 times pruned instead of 4; speech 16.2% either way; step-74,715 codes,
+# docs/entropy_coding.md). ~11 minutes more encoding. The pack's music segments are cut from these files, so
+# some audio is fitted twice.
+FULL_MANIFEST = os.path.join(ROOT, "data", "manifest.csv")
+MUSIC_SHIFTS = (0.0, 0.25, 0.5, 0.75)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitData:
+    """One part of the audio the priors are fitted on: ``split`` of ``manifest`` (only its ``domains`` when given,
+    ``seconds_per_source`` of each source), each excerpt coded at each offset of ``shifts`` (fractions of a hop)."""
+
+    manifest: str
+    shifts: tuple[float, ...] = SHIFTS
+    domains: tuple[str, ...] | None = None
+    split: str = "train"
+    seconds_per_source: float = SECONDS_PER_SOURCE
+
+    def excerpts(self) -> list[dict]:
+        chosen = select_excerpts(self.manifest, self.split, self.seconds_per_source)
+        return [ex for ex in chosen if self.domains is None or ex["domain"] in self.domains]
+
+    def describe(self) -> dict:
+        path = os.path.abspath(self.manifest)
+        return {"manifest": os.path.relpath(path, ROOT) if path.startswith(ROOT) else self.manifest,
+                "split": self.split, "domains": list(self.domains) if self.domains else None,
+                "seconds_per_source": self.seconds_per_source, "shifts": list(self.shifts)}
+
+
+DEFAULT_DATA = (FitData(DEFAULT_MANIFEST), FitData(FULL_MANIFEST, MUSIC_SHIFTS, ("music",)))
 
 
 def select_excerpts(manifest: str, split: str = "train", seconds_per_source: float = SECONDS_PER_SOURCE,
@@ -100,39 +136,44 @@ def encode_excerpts(model, excerpts: list[dict], verbose: bool = False,
     return out, groups
 
 
-def fit_model_priors(model, manifest: str = DEFAULT_MANIFEST, split: str = "train",
-                     seconds_per_source: float = SECONDS_PER_SOURCE, verbose: bool = False,
-                     shifts: tuple[float, ...] = SHIFTS) -> Priors:
-    """Priors of ``model``'s codes (any :class:`~ml_audio_encoder.protocol.Codec`) on part of ``split``, each
-    excerpt coded at each offset of ``shifts`` (fractions of a hop); the offsets of one excerpt share a
-    cross-validation fold."""
+def fit_model_priors(model, data: str | FitData | tuple[FitData, ...] = DEFAULT_DATA, verbose: bool = False,
+                     min_count: int = MIN_COUNT) -> Priors:
+    """Priors of ``model``'s codes (any :class:`~ml_audio_encoder.protocol.Codec`) on ``data`` (its parts, or one
+    part, or a manifest's training split at :data:`SHIFTS`); the offsets of one excerpt share a cross-validation
+    fold, and ``min_count`` prunes rare (context, code) pairs (:func:`.fit.fit_priors`)."""
     t0 = time.perf_counter()
-    shifts = tuple(float(x) for x in shifts) or (0.0,)
-    if any(not 0.0 <= x < 1.0 for x in shifts):
-        raise ValueError(f"shifts are fractions of a hop in [0, 1), not {shifts}")
-    excerpts = select_excerpts(manifest, split, seconds_per_source)
-    if not excerpts:
-        raise ValueError(f"{manifest}: no {split} audio to fit priors on")
-    codes, groups = encode_excerpts(model, excerpts, verbose, shifts)
+    parts = (FitData(data),) if isinstance(data, str) else (data,) if isinstance(data, FitData) else tuple(data)
+    codes, groups, described, by_domain = [], [], [], collections.Counter()
+    for part in parts:
+        shifts = tuple(float(x) for x in part.shifts) or (0.0,)
+        if any(not 0.0 <= x < 1.0 for x in shifts):
+            raise ValueError(f"shifts are fractions of a hop in [0, 1), not {shifts}")
+        excerpts = part.excerpts()
+        if not excerpts:
+            raise ValueError(f"{part.manifest}: no {part.split} audio to fit priors on"
+                             + (f" in {', '.join(part.domains)}" if part.domains else ""))
+        got, which = encode_excerpts(model, excerpts, verbose, shifts)
+        first = 1 + max(groups, default=-1)  # excerpts of different parts never share a fold label
+        codes += got
+        groups += [first + g for g in which]
+        for ex in excerpts:
+            by_domain[ex["domain"]] += ex["seconds"]
+        described.append({**part.describe(), "excerpts": len(excerpts),
+                          "seconds": round(sum(ex["seconds"] for ex in excerpts), 1)})
     if not codes:
-        raise ValueError(f"{manifest}: no {split} excerpt is a hop long")
-    encode_s = time.perf_counter() - t0
-    seconds = sum(ex["seconds"] for ex in excerpts)
-    by_domain = collections.Counter()
-    for ex in excerpts:
-        by_domain[ex["domain"]] += ex["seconds"]
+        raise ValueError("no training excerpt is a hop long")
     info = {
-        "manifest": os.path.relpath(manifest, ROOT) if os.path.abspath(manifest).startswith(ROOT) else manifest,
-        "split": split,
-        "seconds_per_source": seconds_per_source,
-        "excerpts": len(excerpts),
-        "seconds": round(seconds, 1),
+        "split": parts[0].split if len({p.split for p in parts}) == 1 else "mixed",
+        "excerpts": sum(d["excerpts"] for d in described),
+        "seconds": round(sum(d["seconds"] for d in described), 1),
         "seconds_by_domain": {k: round(v, 1) for k, v in sorted(by_domain.items())},
-        "shifts": list(shifts),
-        "seconds_encoding": round(encode_s, 1),
+        "parts": described,
+        "min_count": int(min_count),
+        "seconds_encoding": round(time.perf_counter() - t0, 1),
     }
     return fit_priors(codes, model.codebook_size, model.fingerprint(), getattr(model, "preset", ""),
-                      lane_frames=block_layout(model.frame_rate)[0], fit_info=info, groups=groups)
+                      lane_frames=block_layout(model.frame_rate)[0], fit_info=info, groups=groups,
+                      min_count=min_count)
 
 
 def record_priors(folder: str, priors: Priors) -> dict:
@@ -172,22 +213,33 @@ def summary(priors: Priors) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default=presets.DEFAULT_PRESET)
-    p.add_argument("--manifest", default=DEFAULT_MANIFEST)
+    p.add_argument("--manifest", default=None,
+                   help="fit on this manifest's split only (default: the pack's training split at eight offsets and "
+                        "the music of data/manifest.csv's training split at four)")
     p.add_argument("--split", default="train")
     p.add_argument("--seconds-per-source", type=float, default=SECONDS_PER_SOURCE)
     p.add_argument("--shifts", default=",".join(f"{x:g}" for x in SHIFTS),
-                   help="offsets (fractions of a hop) at which each excerpt is coded, comma-separated")
+                   help="with --manifest: offsets (fractions of a hop) at which each excerpt is coded, comma-separated")
+    p.add_argument("--min-count", type=int, default=MIN_COUNT,
+                   help=f"prune (context, code) pairs seen fewer times (default {MIN_COUNT})")
     p.add_argument("--engine", default="auto", choices=("auto", "lite", "keras"))
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     from ml_audio_encoder.runtime.loading import load_model
 
+    if args.manifest:
+        shifts = tuple(float(x) for x in args.shifts.split(",") if x.strip())
+        data = (FitData(args.manifest, shifts, split=args.split, seconds_per_source=args.seconds_per_source),)
+    else:
+        data = tuple(dataclasses.replace(part, split=args.split, seconds_per_source=args.seconds_per_source)
+                     for part in DEFAULT_DATA)
+    missing = [part.manifest for part in data if not os.path.exists(part.manifest)]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)}: run train/get_data.py and train/make_pack.py first")
     model = load_model(args.preset, engine=args.engine)
     if model.fingerprint() != presets.pretrained_fingerprint(args.preset):
         raise SystemExit(f"{args.preset}: the loaded weights are not the shipped ones")
-    shifts = tuple(float(x) for x in args.shifts.split(",") if x.strip())
-    priors = fit_model_priors(model, args.manifest, args.split, args.seconds_per_source, verbose=not args.quiet,
-                              shifts=shifts)
+    priors = fit_model_priors(model, data, verbose=not args.quiet, min_count=args.min_count)
     meta = record_priors(presets.pretrained_dir(args.preset), priors)
     print(summary(priors))
     print(f"wrote {os.path.join(presets.pretrained_dir(args.preset), PRIORS_FILE)} "

@@ -14,8 +14,9 @@ complete), as data (see :mod:`ml_audio_encoder.models.presets`):
   (:func:`ml_audio_encoder.runtime.export.export_lite`); skipped with ``--no-lite``, or with a warning when the
   model does not convert;
 * ``priors.npz``: the entropy priors of the shipped weights' codes (:mod:`ml_audio_encoder.runtime.entropy`), fitted
-  by ``train/fit_priors.py`` on the training split of ``--priors-manifest`` (the data pack's by default)
-  with the model being shipped; skipped with ``--no-priors``, or with a warning when that manifest is missing
+  by ``train/fit_priors.py`` with the model being shipped, on its default data (the data pack's training split and
+  the music of ``data/manifest.csv``'s) or on the training split of ``--priors-manifest`` only; skipped with
+  ``--no-priors``, or with a warning when that data is missing
   (``mlae compress`` then writes bit-packed files until ``train/fit_priors.py --preset PRESET`` is run);
 * ``config.json``: the constructor config of the checkpoint's model (any preset, any set of config keys);
 * ``metadata.json``: the weights' fingerprint, the step shipped, the SHA-256 of every other file and a training
@@ -119,21 +120,25 @@ def constructor_config(model):
 def fit_shipped_priors(model, folder, manifest=None, seconds_per_source=None):
     """Fit the entropy priors of ``model`` (the LiteRT files just written to ``folder`` when there are any: the same
     weights, faster) and write them to ``folder``; returns the file name, or ``None`` (with a warning) when there is
-    no fitting data."""
+    no fitting data. ``manifest``: fit on its training split only, instead of ``fit_priors.DEFAULT_DATA``."""
+    import dataclasses
+
     from ml_audio_encoder.runtime import lite as lite_runtime
     from ml_audio_encoder.runtime.entropy import PRIORS_FILE
     from train import fit_priors
 
-    manifest = manifest or fit_priors.DEFAULT_MANIFEST
-    if not os.path.exists(manifest):
-        warnings.warn(f"no entropy priors shipped: {manifest} is missing (run train/fit_priors.py later)",
+    data = (fit_priors.FitData(manifest),) if manifest else fit_priors.DEFAULT_DATA
+    if seconds_per_source:
+        data = tuple(dataclasses.replace(part, seconds_per_source=seconds_per_source) for part in data)
+    missing = [part.manifest for part in data if not os.path.exists(part.manifest)]
+    if missing:
+        warnings.warn(f"no entropy priors shipped: {', '.join(missing)} missing (run train/fit_priors.py later)",
                       stacklevel=2)
         return None
     codec = model
     if os.path.exists(os.path.join(folder, LITE_PREFIX + ".json")) and lite_runtime.available():
         codec = lite_runtime.LiteCodec.load(os.path.join(folder, LITE_PREFIX))
-    priors = fit_priors.fit_model_priors(codec, manifest, seconds_per_source=seconds_per_source
-                                         or fit_priors.SECONDS_PER_SOURCE)
+    priors = fit_priors.fit_model_priors(codec, data)
     priors.save(os.path.join(folder, PRIORS_FILE))
     print(fit_priors.summary(priors))
     return PRIORS_FILE
@@ -223,7 +228,8 @@ def main(argv=None):
     p.add_argument("--no-lite", action="store_true", help="ship the Keras weights only (no LiteRT export)")
     p.add_argument("--no-priors", action="store_true", help="ship no entropy priors (files stay bit-packed)")
     p.add_argument("--priors-manifest", default=None,
-                   help="manifest whose training split the priors are fitted on (default data/pack/pack_manifest.csv)")
+                   help="fit the priors on this manifest's training split only (default: the pack's training split "
+                        "and the music of data/manifest.csv's)")
     p.add_argument("--priors-seconds", type=float, default=None,
                    help="seconds of audio per source for the priors (default: all of the training split)")
     p.add_argument("--state", metavar="DIR", action="append", default=[],

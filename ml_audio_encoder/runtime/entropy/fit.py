@@ -24,8 +24,10 @@ ALPHA = 0.5  # add-alpha smoothing of the static counts
 # (context, code) pairs seen fewer times are pruned. Fitted on the training split coded at four offsets
 # (train/fit_priors.py), dev split, 12 levels, speech: 2 -> 18.7% saved, 6.2M entries; 3 -> 18.0%, 4.2M; 4 -> 17.3%,
 # 3.0M. At eight offsets (twice the counts) with the step-61,742 codes: 3 -> 17.3%, 7.9M; 4 -> 17.0%, 6.1M; 5 -> 16.7%,
-# 4.9M; 6 -> 16.3%, 4.0M, where four offsets and 3 gave 16.0%, 4.5M (docs/entropy_coding.md).
-MIN_COUNT = 4
+# 4.9M; 6 -> 16.3%, 4.0M, where four offsets and 3 gave 16.0%, 4.5M (docs/entropy_coding.md). With 129 minutes more
+# music (step-74,715 codes, music / speech at 12 levels): 4 -> 16.9% / 16.5%, 8.9M; 5 -> 16.6% / 16.2%, 7.5M; 6 ->
+# 16.5% / 15.9%, 6.4M, where the pack alone and 4 gave 15.5% / 16.2%, 6.3M.
+MIN_COUNT = 5
 # stage -> levels it models, in chain order (the later stage has the last word). Measured on the development split
 # with fast_24khz's codes fitted on the whole training pack (docs/entropy_coding.md): the previous frame predicts
 # every level, not only the first (bits per code 9.0 -> 7.0 at 8 levels on speech), better on top of the coarse
