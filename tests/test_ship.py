@@ -255,4 +255,9 @@ def test_fit_priors_fits_on_every_part_of_its_data(tiny_model, tmp_path):
     assert fit["excerpts"] == 5 and fit["sequences"] == 4 * 2 + 1 * 4 and fit["min_count"] == 1
     assert fit["seconds_by_domain"] == {"general": 1.0, "music": 2.0, "speech": 2.0}
     with pytest.raises(ValueError, match="no train audio"):
-        fit_priors.fit_model_priors(tiny_model, fit_priors.FitData(manifest, domains=("birdsong",)))
+        fit_priors.fit_model_priors(tiny_model, (fit_priors.FitData(manifest, domains=("birdsong",)),))
+    with pytest.raises(ValueError, match="fractions of a hop"):
+        fit_priors.FitData(manifest, (0.0, 1.0))
+    one = fit_priors.FitData(manifest, seconds_per_source=2.0)
+    assert fit_priors.choose_data(manifest, seconds_per_source=2.0) == (one,)
+    assert [p.manifest for p in fit_priors.choose_data()] == [p.manifest for p in fit_priors.DEFAULT_DATA]

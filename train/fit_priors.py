@@ -70,6 +70,12 @@ class FitData:
     split: str = "train"
     seconds_per_source: float = SECONDS_PER_SOURCE
 
+    def __post_init__(self):
+        shifts = tuple(float(x) for x in self.shifts) or (0.0,)
+        if any(not 0.0 <= x < 1.0 for x in shifts):
+            raise ValueError(f"shifts are fractions of a hop in [0, 1), not {shifts}")
+        object.__setattr__(self, "shifts", shifts)
+
     def excerpts(self) -> list[dict]:
         chosen = select_excerpts(self.manifest, self.split, self.seconds_per_source)
         return [ex for ex in chosen if self.domains is None or ex["domain"] in self.domains]
@@ -82,6 +88,19 @@ class FitData:
 
 
 DEFAULT_DATA = (FitData(DEFAULT_MANIFEST), FitData(FULL_MANIFEST, MUSIC_SHIFTS, ("music",)))
+
+
+def choose_data(manifest: str | None = None, split: str = "train", seconds_per_source: float | None = None,
+                shifts: tuple[float, ...] = SHIFTS) -> tuple[FitData, ...]:
+    """What to fit on: ``manifest``'s ``split`` alone, each excerpt at ``shifts``, or else :data:`DEFAULT_DATA`'s
+    parts (their ``split``); ``seconds_per_source`` of each source (default: all)."""
+    parts = (FitData(manifest, shifts),) if manifest else DEFAULT_DATA
+    return tuple(dataclasses.replace(part, split=split, seconds_per_source=seconds_per_source or SECONDS_PER_SOURCE)
+                 for part in parts)
+
+
+def missing_manifests(data: tuple[FitData, ...]) -> list[str]:
+    return [part.manifest for part in data if not os.path.exists(part.manifest)]
 
 
 def select_excerpts(manifest: str, split: str = "train", seconds_per_source: float = SECONDS_PER_SOURCE,
@@ -136,23 +155,20 @@ def encode_excerpts(model, excerpts: list[dict], verbose: bool = False,
     return out, groups
 
 
-def fit_model_priors(model, data: str | FitData | tuple[FitData, ...] = DEFAULT_DATA, verbose: bool = False,
+def fit_model_priors(model, data: tuple[FitData, ...] = DEFAULT_DATA, verbose: bool = False,
                      min_count: int = MIN_COUNT) -> Priors:
-    """Priors of ``model``'s codes (any :class:`~ml_audio_encoder.protocol.Codec`) on ``data`` (its parts, or one
-    part, or a manifest's training split at :data:`SHIFTS`); the offsets of one excerpt share a cross-validation
-    fold, and ``min_count`` prunes rare (context, code) pairs (:func:`.fit.fit_priors`)."""
+    """Priors of ``model``'s codes (any :class:`~ml_audio_encoder.protocol.Codec`) on the parts of ``data``; the
+    offsets of one excerpt share a cross-validation fold, and ``min_count`` prunes rare (context, code) pairs
+    (:func:`.fit.fit_priors`)."""
     t0 = time.perf_counter()
-    parts = (FitData(data),) if isinstance(data, str) else (data,) if isinstance(data, FitData) else tuple(data)
+    parts = tuple(data)
     codes, groups, described, by_domain = [], [], [], collections.Counter()
     for part in parts:
-        shifts = tuple(float(x) for x in part.shifts) or (0.0,)
-        if any(not 0.0 <= x < 1.0 for x in shifts):
-            raise ValueError(f"shifts are fractions of a hop in [0, 1), not {shifts}")
         excerpts = part.excerpts()
         if not excerpts:
             raise ValueError(f"{part.manifest}: no {part.split} audio to fit priors on"
                              + (f" in {', '.join(part.domains)}" if part.domains else ""))
-        got, which = encode_excerpts(model, excerpts, verbose, shifts)
+        got, which = encode_excerpts(model, excerpts, verbose, part.shifts)
         first = 1 + max(groups, default=-1)  # excerpts of different parts never share a fold label
         codes += got
         groups += [first + g for g in which]
@@ -227,13 +243,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     from ml_audio_encoder.runtime.loading import load_model
 
-    if args.manifest:
-        shifts = tuple(float(x) for x in args.shifts.split(",") if x.strip())
-        data = (FitData(args.manifest, shifts, split=args.split, seconds_per_source=args.seconds_per_source),)
-    else:
-        data = tuple(dataclasses.replace(part, split=args.split, seconds_per_source=args.seconds_per_source)
-                     for part in DEFAULT_DATA)
-    missing = [part.manifest for part in data if not os.path.exists(part.manifest)]
+    shifts = tuple(float(x) for x in args.shifts.split(",") if x.strip())
+    data = choose_data(args.manifest, args.split, args.seconds_per_source, shifts)
+    missing = missing_manifests(data)
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run train/get_data.py and train/make_pack.py first")
     model = load_model(args.preset, engine=args.engine)

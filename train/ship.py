@@ -121,16 +121,12 @@ def fit_shipped_priors(model, folder, manifest=None, seconds_per_source=None):
     """Fit the entropy priors of ``model`` (the LiteRT files just written to ``folder`` when there are any: the same
     weights, faster) and write them to ``folder``; returns the file name, or ``None`` (with a warning) when there is
     no fitting data. ``manifest``: fit on its training split only, instead of ``fit_priors.DEFAULT_DATA``."""
-    import dataclasses
-
     from ml_audio_encoder.runtime import lite as lite_runtime
     from ml_audio_encoder.runtime.entropy import PRIORS_FILE
     from train import fit_priors
 
-    data = (fit_priors.FitData(manifest),) if manifest else fit_priors.DEFAULT_DATA
-    if seconds_per_source:
-        data = tuple(dataclasses.replace(part, seconds_per_source=seconds_per_source) for part in data)
-    missing = [part.manifest for part in data if not os.path.exists(part.manifest)]
+    data = fit_priors.choose_data(manifest, seconds_per_source=seconds_per_source)
+    missing = fit_priors.missing_manifests(data)
     if missing:
         warnings.warn(f"no entropy priors shipped: {', '.join(missing)} missing (run train/fit_priors.py later)",
                       stacklevel=2)
